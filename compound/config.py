@@ -1,0 +1,239 @@
+"""Run configuration: YAML mirrors these typed models one to one.
+
+Every field is documented where it is declared. ``load_config`` reads a YAML
+file, applies ``--set a.b=c`` overrides and validates; any problem becomes a
+``ConfigError`` whose one-line message names the key path, the bad value and
+what is allowed, so the CLI can print it and exit with code 2 instead of a
+traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ConfigError(Exception):
+    """A user mistake in a configuration; the message is meant for the user as is."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EnvConfig(_Section):
+    id: str = Field("twx/coin", description="Registered environment id; `compound envs` lists them.")
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="Keyword arguments of the environment's constructor (game parameters, data paths)."
+    )
+    plugins: list[str] = Field(
+        default_factory=list, description="Modules to import before the run; they may `register` environments of their own."
+    )
+    train_tasks: int = Field(24, ge=0, description="How many tasks of the train split form the training stream (0 = none).")
+    eval_tasks: int = Field(16, ge=0, description="How many held-out tasks evaluation runs (0 = no evaluation).")
+    eval_split: Literal["dev", "test"] = Field("dev", description="Which held-out split evaluation draws from.")
+
+
+class LLMConfig(_Section):
+    engine: Literal["hf", "vllm", "openai", "scripted"] = Field(
+        "hf", description="hf: transformers on CPU/GPU; vllm: vLLM on a GPU; openai: any OpenAI-compatible endpoint; scripted: a test double."
+    )
+    model: str = Field(
+        "smollm2-135m",
+        description="hf: 'smollm2-135m' (embedded), a local HF directory or a .gguf file; vllm/openai: the served model name.",
+    )
+    base_url: str | None = Field(None, description="openai engine: the endpoint, e.g. http://127.0.0.1:8000/v1.")
+    api_key_env: str = Field("OPENAI_API_KEY", description="openai engine: the environment variable holding the API key.")
+    max_tokens: int = Field(24, ge=1, le=32768, description="Most tokens generated per call.")
+    temperature: float = Field(0.0, ge=0.0, le=2.0, description="Sampling temperature; 0 is greedy.")
+    max_batch: int = Field(8, ge=1, le=1024, description="hf engine: most requests decoded together.")
+    max_wait_ms: float = Field(15.0, ge=0.0, le=10000.0, description="hf engine: how long to wait to fill a batch.")
+    num_engines: int = Field(1, ge=1, description="Engine actors to start (one per GPU for vllm).")
+    tensor_parallel_size: int = Field(1, ge=1, description="vllm engine: GPUs per engine, placed with a placement group.")
+    gpu_memory_utilization: float = Field(0.85, gt=0.0, le=1.0, description="vllm engine: share of GPU memory to use.")
+    timeout_s: float = Field(120.0, gt=0.0, description="openai engine: per-request timeout.")
+    script: list[str] = Field(default_factory=list, description="scripted engine: the replies it cycles through (tests only).")
+
+
+class AgentConfig(_Section):
+    max_steps: int = Field(15, ge=1, le=1000, description="Step limit per episode; reaching it truncates the episode.")
+    plan: bool = Field(True, description="Write one plan per task before acting (Traj-Bootstrap's plan stage).")
+    reasoning: bool = Field(False, description="Write a short reasoning before each action (costs decode tokens).")
+    examples: Literal["flex", "episode", "none"] = Field(
+        "episode",
+        description="flex: the paper's per-stage retrieval (plan examples + per-step windows); "
+        "episode: whole successful trajectories chosen once per episode (prefix-cache friendly); none: baseline.",
+    )
+    k_plan: int = Field(6, ge=0, le=64, description="Plan-stage examples (flex).")
+    k_step: int = Field(6, ge=0, le=64, description="Step-stage examples (flex).")
+    k_episode: int = Field(1, ge=0, le=16, description="Whole-trajectory examples (episode).")
+    window: int = Field(5, ge=0, le=100, description="Step-stage window: steps either side of the best-matching step.")
+    history_steps: int = Field(10, ge=1, le=1000, description="Most recent steps of the episode kept in the prompt.")
+    plan_max_tokens: int = Field(48, ge=1, le=4096, description="Most tokens for the plan.")
+
+
+class CurationConfig(_Section):
+    embedder: Literal["minilm", "tfidf"] = Field("minilm", description="minilm: all-MiniLM-L6-v2 (the paper's); tfidf: fast, no model.")
+    trials: int = Field(1, ge=1, le=64, description="Population size: experience stores (trials) run side by side.")
+    segment_first: int = Field(20, ge=1, description="Tasks in the first segment of the training stream.")
+    segment_growth: float = Field(2.0, ge=1.0, le=16.0, description="Each next segment is this many times the previous one.")
+    trial_selection: bool = Field(True, description="DB-curation: at each segment end the worst trial takes a copy of the best.")
+    exemplar_curation: bool = Field(False, description="After training keep per task the highest-utility trajectory across trials.")
+    diversity_clusters: int = Field(0, ge=0, description="Cluster-based diversity: k-means clusters over stored trajectories (0 = off).")
+
+
+class DistributedConfig(_Section):
+    address: str | None = Field(None, description="Ray cluster to join; default: RAY_ADDRESS if set, else a local Ray.")
+    workers: int = Field(2, ge=1, le=10000, description="Agent-worker actors.")
+    episodes_per_worker: int = Field(4, ge=1, le=4096, description="Episodes each worker runs concurrently (asyncio).")
+    num_cpus: int | None = Field(None, ge=1, description="CPUs for a local Ray (default: all).")
+    max_episode_retries: int = Field(2, ge=0, le=100, description="Re-runs of an episode whose worker died.")
+
+
+class EvalConfig(_Section):
+    baseline: bool = Field(True, description="Also evaluate with no examples (the agent before it learned anything).")
+    with_store: bool = Field(True, description="Evaluate with the final store, frozen.")
+
+
+class RunConfig(_Section):
+    name: str = Field("run", min_length=1, description="Run name; the run directory is <out>/<name>-<timestamp> unless --out is given.")
+    seed: int = Field(0, ge=0, description="Seed for sampling, task order and clustering.")
+    out_root: str = Field("runs", description="Parent directory of run directories.")
+    env: EnvConfig = Field(default_factory=EnvConfig)
+    llm: LLMConfig = Field(default_factory=LLMConfig)
+    agent: AgentConfig = Field(default_factory=AgentConfig)
+    curation: CurationConfig = Field(default_factory=CurationConfig)
+    distributed: DistributedConfig = Field(default_factory=DistributedConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    @model_validator(mode="after")
+    def _check_cross_fields(self) -> "RunConfig":
+        if self.llm.engine == "openai" and not self.llm.base_url:
+            raise ValueError("llm.base_url is required when llm.engine is 'openai' (e.g. http://127.0.0.1:8000/v1)")
+        if self.llm.engine == "scripted" and not self.llm.script:
+            raise ValueError("llm.script must list replies when llm.engine is 'scripted'")
+        return self
+
+
+# --------------------------------------------------------------------------
+# loading and errors
+# --------------------------------------------------------------------------
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"agent.k_plan=3"`` -> (["agent", "k_plan"], 3); the value is parsed as YAML."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {text!r}: expected key=value, e.g. --set agent.max_steps=20")
+    path = [p for p in key.strip().split(".")]
+    if any(not p for p in path):
+        raise ConfigError(f"--set {text!r}: empty part in key path {key!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return path, value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Set each ``a.b=c`` in a copy of ``data`` (creating sections as needed)."""
+    out = _deep_copy(data)
+    for text in overrides:
+        path, value = parse_override(text)
+        node = out
+        for part in path[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            elif not isinstance(child, dict):
+                raise ConfigError(f"--set {text!r}: {'.'.join(path[:-1])!r} is a value, not a section")
+            node = child
+        node[path[-1]] = value
+    return out
+
+
+def _deep_copy(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: _deep_copy(v) if isinstance(v, dict) else v for k, v in data.items()}
+
+
+def _model_at(path: tuple[Any, ...]) -> type[BaseModel] | None:
+    model: type[BaseModel] = RunConfig
+    for part in path:
+        field = model.model_fields.get(str(part))
+        ann = getattr(field, "annotation", None) if field else None
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            model = ann
+        else:
+            return None
+    return model
+
+
+def _describe(err: dict[str, Any]) -> str:
+    loc = tuple(err["loc"])
+    where = ".".join(str(p) for p in loc) or "<top level>"
+    kind = err["type"]
+    value = err.get("input")
+    ctx = err.get("ctx") or {}
+    if kind == "extra_forbidden":
+        parent = _model_at(loc[:-1])
+        allowed = sorted(parent.model_fields) if parent else []
+        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        hint = f"; did you mean {'.'.join([*map(str, loc[:-1]), close[0]])!r}?" if close else ""
+        return f"unknown key {where!r}{hint} (allowed here: {', '.join(allowed)})"
+    if kind == "literal_error":
+        return f"{where}: got {value!r}; allowed: {ctx.get('expected')}"
+    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+        bound = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}[kind]
+        limit = next(iter(ctx.values()), "?")
+        return f"{where}: got {value!r}; must be {bound} {limit}"
+    if kind == "missing":
+        return f"{where}: required key is missing"
+    if kind == "value_error":
+        return str(ctx.get("error", err["msg"]))
+    expected = err["msg"].removeprefix("Input should be ").removeprefix("Input ")
+    return f"{where}: got {value!r} ({type(value).__name__}); expected {expected}"
+
+
+def validate_config(data: Any, source: str = "config") -> RunConfig:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of sections (env:, llm:, ...), got {type(data).__name__}")
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors()
+        first = _describe(errors[0])
+        more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
+        raise ConfigError(f"{source}: {first}{more}") from None
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
+    """Read YAML (or start from defaults when ``path`` is None), apply overrides, validate."""
+    data: Any = {}
+    source = "defaults"
+    if path is not None:
+        p = Path(path)
+        source = str(p)
+        if not p.is_file():
+            raise ConfigError(f"config file {source!r} does not exist; see configs/ for examples")
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise ConfigError(f"{source}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of sections (env:, llm:, ...), got {type(data).__name__}")
+    if overrides:
+        data = apply_overrides(data, overrides)
+    return validate_config(data, source)
+
+
+def dump_config(cfg: RunConfig) -> str:
+    """The resolved configuration as YAML (written into every run directory)."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

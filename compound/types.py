@@ -1,0 +1,259 @@
+"""The data types every part of compound speaks, and their one Arrow schema.
+
+This module is the single source of truth for what a task, a step, a
+trajectory and an example set are. Environments produce ``Observation`` and
+``StepResult``; the agent turns them into ``Step`` rows of a ``Trajectory``;
+the curation layer stores trajectories and publishes immutable, versioned
+``ExampleSet`` snapshots that agents read.
+
+Everything is a frozen dataclass of plain values so it pickles cheaply through
+Ray's object store and converts losslessly to Arrow (``to_arrow`` /
+``from_arrow``). Free-form mappings (task parameters, step info) travel as JSON
+text in Arrow, so they must hold JSON values.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, Mapping, Sequence
+
+import pyarrow as pa
+
+ActionStatus = Literal["valid", "mapped", "invalid"]
+"""How the agent's raw output became an action.
+
+``valid``: the output was an action the environment offered (or the
+environment offers no list and took it as is); ``mapped``: the output was not
+an offered action and was mapped to the closest one; ``invalid``: nothing
+matched, the environment received the raw text and rejected it.
+"""
+
+
+@dataclass(frozen=True)
+class Task:
+    """One task of an environment suite, addressable by ``(env_id, task_id)``.
+
+    ``params`` carries whatever the environment needs to rebuild the exact
+    episode (game name, seed, variation, database id ...); it must be JSON.
+    """
+
+    env_id: str
+    task_id: str
+    split: str
+    goal: str = ""
+    category: str = ""
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"{self.env_id}:{self.task_id}"
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the agent sees: text, and the actions it may take when the env lists them."""
+
+    text: str
+    valid_actions: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """An environment's answer to one action (Gymnasium's five-tuple, typed).
+
+    ``terminated``: the task ended by itself (solved or failed for good).
+    ``truncated``: the episode was cut off from outside (a step limit).
+    ``success``: the environment's own verdict that the task is solved; the
+    agent's claims never set it.
+    """
+
+    observation: Observation
+    reward: float = 0.0
+    terminated: bool = False
+    truncated: bool = False
+    success: bool = False
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One reason -> act turn of an episode.
+
+    ``observation`` is the text the agent acted on (the observation *before*
+    the action); ``raw_action`` is what the model wrote, ``action`` what was
+    sent to the environment.
+    """
+
+    observation: str
+    action: str
+    reasoning: str = ""
+    raw_action: str = ""
+    action_status: ActionStatus = "valid"
+    reward: float = 0.0
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """One attempt at one task, with everything needed to reuse or audit it.
+
+    ``example_set_version`` and ``example_ids`` say which stored trajectories
+    the agent was shown, so utility (exemplar curation), staleness and lineage
+    can be computed after the fact. ``(phase, trial, task key, attempt)``
+    identifies the attempt: re-running it must produce a replacement, not a
+    duplicate. ``phase`` is ``train`` for the learning stream, ``eval/none``
+    for held-out episodes without examples and ``eval/store`` for held-out
+    episodes against the final, frozen store.
+    """
+
+    id: str
+    env_id: str
+    task_id: str
+    split: str
+    goal: str
+    category: str
+    plan: str
+    steps: tuple[Step, ...]
+    success: bool
+    terminated: bool
+    truncated: bool
+    model: str = ""
+    example_set_version: int = -1
+    example_ids: tuple[str, ...] = ()
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    wall_time_s: float = 0.0
+    trial: int = 0
+    attempt: int = 0
+    final_observation: str = ""
+    reward: float = 0.0
+    phase: str = "train"
+
+    @staticmethod
+    def new_id() -> str:
+        return uuid.uuid4().hex
+
+    @property
+    def task_key(self) -> str:
+        return f"{self.env_id}:{self.task_id}"
+
+    @property
+    def attempt_key(self) -> tuple[str, int, str, int]:
+        return (self.phase, self.trial, self.task_key, self.attempt)
+
+    def with_updates(self, **changes: Any) -> "Trajectory":
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class ExampleSet:
+    """An immutable, versioned snapshot of a store's retrievable successes.
+
+    Agents only ever read example sets; the curator publishes a new version
+    whenever the store changes. ``embeddings`` optionally carries precomputed
+    vectors (name -> float32 array, one row per trajectory or per step) so a
+    worker need not re-embed the store it received.
+    """
+
+    version: int
+    trajectories: tuple[Trajectory, ...]
+    trial: int = 0
+    embedder: str = ""
+    embeddings: Mapping[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.trajectories)
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        return tuple(t.id for t in self.trajectories)
+
+
+# --------------------------------------------------------------------------
+# Arrow
+# --------------------------------------------------------------------------
+
+STEP_TYPE = pa.struct(
+    [
+        ("observation", pa.string()),
+        ("action", pa.string()),
+        ("reasoning", pa.string()),
+        ("raw_action", pa.string()),
+        ("action_status", pa.string()),
+        ("reward", pa.float64()),
+    ]
+)
+
+TRAJECTORY_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("env_id", pa.string()),
+        ("task_id", pa.string()),
+        ("split", pa.string()),
+        ("goal", pa.string()),
+        ("category", pa.string()),
+        ("plan", pa.string()),
+        ("steps", pa.list_(STEP_TYPE)),
+        ("success", pa.bool_()),
+        ("terminated", pa.bool_()),
+        ("truncated", pa.bool_()),
+        ("model", pa.string()),
+        ("example_set_version", pa.int64()),
+        ("example_ids", pa.list_(pa.string())),
+        ("prompt_tokens", pa.int64()),
+        ("completion_tokens", pa.int64()),
+        ("wall_time_s", pa.float64()),
+        ("trial", pa.int64()),
+        ("attempt", pa.int64()),
+        ("final_observation", pa.string()),
+        ("reward", pa.float64()),
+        ("phase", pa.string()),
+    ],
+    metadata={"compound.schema": "trajectory/1"},
+)
+
+_STEP_FIELDS = [f.name for f in STEP_TYPE]
+
+
+def trajectory_to_row(t: Trajectory) -> dict[str, Any]:
+    row = {name: getattr(t, name) for name in TRAJECTORY_SCHEMA.names}
+    row["steps"] = [{k: getattr(s, k) for k in _STEP_FIELDS} for s in t.steps]
+    row["example_ids"] = list(t.example_ids)
+    return row
+
+
+def trajectory_from_row(row: Mapping[str, Any]) -> Trajectory:
+    values = dict(row)
+    values["steps"] = tuple(Step(**{k: s[k] for k in _STEP_FIELDS}) for s in row["steps"] or ())
+    values["example_ids"] = tuple(row["example_ids"] or ())
+    return Trajectory(**{name: values[name] for name in TRAJECTORY_SCHEMA.names})
+
+
+def to_arrow(trajectories: Sequence[Trajectory]) -> pa.Table:
+    """Trajectories -> one Arrow table in ``TRAJECTORY_SCHEMA`` (lossless)."""
+    return pa.Table.from_pylist([trajectory_to_row(t) for t in trajectories], schema=TRAJECTORY_SCHEMA)
+
+
+def from_arrow(table: pa.Table) -> list[Trajectory]:
+    """The inverse of ``to_arrow``; accepts any table with the schema's columns."""
+    table = table.select(TRAJECTORY_SCHEMA.names)
+    return [trajectory_from_row(r) for r in table.to_pylist()]
+
+
+def task_to_json(task: Task) -> str:
+    return json.dumps(
+        {
+            "env_id": task.env_id,
+            "task_id": task.task_id,
+            "split": task.split,
+            "goal": task.goal,
+            "category": task.category,
+            "params": dict(task.params),
+        },
+        sort_keys=True,
+    )
+
+
+def task_from_json(text: str) -> Task:
+    return Task(**json.loads(text))
