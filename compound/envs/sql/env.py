@@ -1,0 +1,210 @@
+"""InterCode-SQL on SQLite: the agent explores a database with queries, then submits.
+
+Each action is one SQL query, answered with its rows (InterCode's
+``str(list of tuples)``, cut to ``max_rows`` rows / ``max_chars`` characters)
+or with the error message, which does not end the episode. ``submit`` ends it:
+the result of the LAST executed query (an error counts as no result) is scored
+against the gold query's result with InterCode's reward (``reward.py``), and
+the task succeeds only when that reward is exactly 1.
+
+After ``max_steps`` actions without ``submit`` the episode is truncated; with
+``submit_on_truncation`` (the default, as InterCode's evaluation scripts
+score the last query when turns run out) the last result is scored then, and
+``success`` can be true on a truncated episode.
+
+A gold query that fails on its database (possible in a user's own directory)
+makes the task unsolvable; the step's ``info`` says ``gold_error``.
+
+``category`` is the task's ``db_id``: retrieval keyed on it prefers examples
+that queried the same schema. Difficulty, where known, is in ``params``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Sequence
+
+from compound.envs.base import EnvError
+from compound.envs.sql.databases import converted_databases, schema_summary
+from compound.envs.sql.executor import QueryResult, ReadOnlyDatabase, format_result
+from compound.envs.sql.reward import ORDER_POLICIES, has_order_by, intercode_reward
+from compound.envs.sql.tasks import SqlRecord, check_split, compound_set, intercode_sample, spider_dir
+from compound.types import Observation, StepResult, Task
+
+SOURCES = {"intercode": "sql/spider-intercode", "compound": "sql/spider-compound", "dir": "sql/spider-dir"}
+_SUBMIT = re.compile(r"^\s*submit\s*;?\s*$", re.I)
+_FENCE = re.compile(r"^\s*```(?:sql|sqlite)?\s*\n?(.*?)\n?```\s*$", re.S | re.I)
+
+
+@lru_cache(maxsize=256)
+def _cached_schema(path: Path) -> str:
+    return schema_summary(path)
+
+
+@dataclass
+class _Episode:
+    task: Task
+    record: SqlRecord
+    gold: QueryResult
+    last: QueryResult | None = None
+    steps: int = 0
+    over: bool = False
+
+
+def _positive(name: str, value: Any, kind: type = int) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int) or value <= 0:
+        raise EnvError(f"{name} must be a positive {'number' if kind is float else 'integer'}, got {value!r}")
+    return value
+
+
+class SqlEnv:
+    """InterCode-style SQL over SQLite (ids ``sql/spider-intercode``, ``sql/spider-compound``, ``sql/spider-dir``).
+
+    >>> env = SqlEnv("compound")  # doctest: +SKIP
+    >>> task = env.tasks("train")[0]  # doctest: +SKIP
+    >>> env.reset(task); env.step("SELECT count(*) FROM singer"); env.step("submit").success  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        source: str = "compound",
+        *,
+        path: str | None = None,
+        questions: str = "dev.json",
+        databases: str | None = None,
+        dump_path: str | None = None,
+        max_steps: int = 10,
+        time_limit_s: float = 5.0,
+        gold_time_limit_s: float = 60.0,
+        max_rows: int = 20,
+        max_chars: int = 2_000,
+        order: str = "always",
+        submit_on_truncation: bool = True,
+    ) -> None:
+        if source not in SOURCES:
+            raise EnvError(f"unknown SQL source {source!r}; use one of {', '.join(SOURCES)}")
+        if order not in ORDER_POLICIES:
+            raise EnvError(f"order must be one of {', '.join(ORDER_POLICIES)}, got {order!r}")
+        self.env_id = SOURCES[source]
+        self.max_steps = _positive("max_steps", max_steps)
+        self.time_limit_s = _positive("time_limit_s", time_limit_s, float)
+        self.gold_time_limit_s = _positive("gold_time_limit_s", gold_time_limit_s, float)
+        self.max_rows = _positive("max_rows", max_rows)
+        self.max_chars = _positive("max_chars", max_chars)
+        self.order = order
+        self.submit_on_truncation = bool(submit_on_truncation)
+        if source == "dir":
+            if not path:
+                raise EnvError("sql/spider-dir needs path='<your Spider or BIRD folder>' in env.params")
+            records, self._db_paths = spider_dir(path, questions, databases)
+        else:
+            if path:
+                raise EnvError(f"{self.env_id} takes no path; use sql/spider-dir for your own directory")
+            records = intercode_sample() if source == "intercode" else compound_set()
+            self._db_paths = converted_databases(Path(dump_path).expanduser() if dump_path else None)
+        unknown = sorted({r.db_id for r in records} - set(self._db_paths))
+        if unknown:
+            raise EnvError(f"{self.env_id}: questions use databases that do not exist: {', '.join(unknown)}")
+        self._records = {r.task_id: r for r in records}
+        self._connections: dict[str, ReadOnlyDatabase] = {}
+        self._tasks: dict[str, tuple[Task, ...]] = {}
+        self._episode: _Episode | None = None
+
+    # ---------------------------------------------------------------- tasks
+    def tasks(self, split: str) -> Sequence[Task]:
+        """The split's tasks in file order (splits: see ``tasks.py``)."""
+        if check_split(split) not in self._tasks:
+            self._tasks[split] = tuple(self._task(r) for r in self._records.values() if r.split == split)
+        return self._tasks[split]
+
+    def _task(self, record: SqlRecord) -> Task:
+        hint = f"\nHint: {record.evidence}" if record.evidence else ""
+        schema = _cached_schema(self._db_paths[record.db_id])
+        return Task(
+            env_id=self.env_id,
+            task_id=record.task_id,
+            split=record.split,
+            goal=f"{record.question}{hint}\n\nDatabase {record.db_id} (SQLite), tables:\n{schema}",
+            category=record.db_id,
+            params={"db_id": record.db_id, "difficulty": record.difficulty},
+        )
+
+    def database(self, db_id: str) -> ReadOnlyDatabase:
+        """The (cached) read-only connection to one database."""
+        if db_id not in self._connections:
+            self._connections[db_id] = ReadOnlyDatabase(self._db_paths[db_id], time_limit_s=self.time_limit_s)
+        return self._connections[db_id]
+
+    def gold_query(self, task: Task) -> str:
+        """The task's gold SQL (for tests, demonstrations and audits; never shown to the agent)."""
+        return self._lookup(task).query
+
+    def _lookup(self, task: Task) -> SqlRecord:
+        record = self._records.get(task.task_id)
+        if record is None or task.env_id != self.env_id:
+            raise EnvError(f"task {task.key} is not a task of this {self.env_id} environment")
+        return record
+
+    # -------------------------------------------------------------- episode
+    def reset(self, task: Task) -> Observation:
+        record = self._lookup(task)
+        db = self.database(record.db_id)
+        db.time_limit_s = self.gold_time_limit_s
+        try:
+            gold = db.run(record.query)
+        finally:
+            db.time_limit_s = self.time_limit_s
+        self._episode = _Episode(task, record, gold)
+        return Observation(
+            f"Connected to the read-only SQLite database {record.db_id}. "
+            "Send one SQL query per turn; send `submit` to submit the result of your last query."
+        )
+
+    def step(self, action: str) -> StepResult:
+        ep = self._episode
+        if ep is None or ep.over:
+            raise EnvError("no episode in progress: call reset(task) before step()")
+        ep.steps += 1
+        fenced = _FENCE.match(action or "")
+        query = (fenced.group(1) if fenced else action or "").strip()
+        if _SUBMIT.match(query):
+            return self._finish(ep, "Submitted.", terminated=True, truncated=False)
+        if not query:
+            ep.last = QueryResult(None, error="empty query: send one SQL statement, or `submit`")
+        else:
+            ep.last = self.database(ep.record.db_id).run(query)
+        text = format_result(ep.last, max_rows=self.max_rows, max_chars=self.max_chars)
+        info = {"rows": len(ep.last.rows or []), "error": ep.last.error, "capped": ep.last.capped}
+        if ep.steps >= self.max_steps:
+            if self.submit_on_truncation:
+                text += "\nStep limit reached; your last result was submitted."
+                return self._finish(ep, text, terminated=False, truncated=True)
+            ep.over = True
+            return StepResult(Observation(text + "\nStep limit reached."), truncated=True, info=info)
+        return StepResult(Observation(text), info=info)
+
+    def _finish(self, ep: _Episode, text: str, *, terminated: bool, truncated: bool) -> StepResult:
+        ep.over = True
+        ordered = self.order == "always" or has_order_by(ep.record.query)
+        last_rows = ep.last.rows if ep.last is not None else None
+        reward = intercode_reward(last_rows, ep.gold.rows, ordered=ordered)
+        info = {"reward": reward, "gold_rows": len(ep.gold.rows or []), "submitted_rows": len(last_rows or [])}
+        if not ep.gold.ok:
+            info["gold_error"] = ep.gold.error
+        return StepResult(
+            Observation(f"{text} Reward: {reward:g}"),
+            reward=reward,
+            terminated=terminated,
+            truncated=truncated,
+            success=reward == 1.0 and ep.gold.ok,
+            info=info,
+        )
+
+    def close(self) -> None:
+        for db in self._connections.values():
+            db.close()
+        self._connections.clear()
+        self._episode = None
