@@ -1,0 +1,98 @@
+"""Cluster-based diversity: pick examples that cover different strategies.
+
+Top-k by similarity tends to return k near-copies of one solution. Clustering
+the stored trajectories (k-means over their embeddings) and taking members
+round-robin from different clusters keeps the selection spread over distinct
+strategies, while the utility order inside each cluster keeps the best of
+each.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from compound.curation.errors import CurationError
+from compound.types import ExampleSet, Trajectory
+
+
+def cluster_labels(embeddings: np.ndarray, n_clusters: int, *, seed: int = 0) -> np.ndarray:
+    """k-means labels (scikit-learn, fixed seed), with ``n_clusters`` capped at the distinct rows."""
+    embeddings = np.asarray(embeddings, dtype=np.float64)
+    if embeddings.ndim != 2:
+        raise CurationError(f"embeddings must be a 2-D array (one row per trajectory); got shape {embeddings.shape}")
+    if n_clusters < 1:
+        raise CurationError(f"n_clusters must be >= 1; got {n_clusters}")
+    distinct = len(np.unique(embeddings, axis=0)) if len(embeddings) else 0
+    clusters = min(n_clusters, distinct)
+    if clusters <= 1:
+        return np.zeros(len(embeddings), dtype=np.int64)
+    from sklearn.cluster import KMeans
+
+    model = KMeans(n_clusters=clusters, n_init=10, random_state=seed)
+    return model.fit_predict(embeddings).astype(np.int64)
+
+
+def diverse_selection(
+    embeddings: np.ndarray,
+    n: int,
+    *,
+    utilities: Sequence[float] | None = None,
+    n_clusters: int | None = None,
+    seed: int = 0,
+) -> list[int]:
+    """Up to ``n`` row indices spread over clusters, best first.
+
+    Rows are clustered into ``n_clusters`` (default ``n``) groups. Inside a
+    group, members rank by utility (higher first; equal -> lower index);
+    groups rank by their best member. Picks go round-robin: the best of every
+    group, then the second best of every group, and so on.
+
+    >>> rows = np.array([[1, 0], [0.99, 0.1], [0, 1], [0.1, 0.99]])
+    >>> diverse_selection(rows, 2, utilities=[0.2, 0.9, 0.5, 0.1])
+    [1, 2]
+    """
+    if n < 0:
+        raise CurationError(f"n must be >= 0; got {n}")
+    size = len(embeddings)
+    scores = np.zeros(size) if utilities is None else np.asarray(utilities, dtype=np.float64)
+    if scores.shape != (size,):
+        raise CurationError(f"utilities must have one value per embedding row ({size}); got {scores.shape}")
+    if n == 0 or size == 0:
+        return []
+    labels = cluster_labels(embeddings, n_clusters or n, seed=seed)
+    groups: dict[int, list[int]] = {}
+    for i in sorted(range(size), key=lambda i: (-scores[i], i)):
+        groups.setdefault(int(labels[i]), []).append(i)
+    ordered = sorted(groups.values(), key=lambda members: (-scores[members[0]], members[0]))
+    picks: list[int] = []
+    for depth in range(max(len(m) for m in ordered)):
+        for members in ordered:
+            if depth < len(members) and len(picks) < n:
+                picks.append(members[depth])
+    return picks
+
+
+def trajectory_matrix(example_set: ExampleSet) -> np.ndarray:
+    """One row per trajectory: the normalised mean of its key and plan vectors (what it is and how it went)."""
+    emb = example_set.embeddings
+    if not emb:
+        raise CurationError("the example set carries no embeddings: build it with ExperienceStore.snapshot()")
+    rows = np.asarray(emb["key"], dtype=np.float32) + np.asarray(emb["plan"], dtype=np.float32)
+    return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+
+
+def select_diverse(
+    example_set: ExampleSet,
+    n: int,
+    *,
+    utilities: Mapping[str, float] | None = None,
+    default_utility: float = 0.0,
+    n_clusters: int | None = None,
+    seed: int = 0,
+) -> list[Trajectory]:
+    """``diverse_selection`` over an example set's trajectories; ``utilities`` keyed by trajectory id."""
+    values = [(utilities or {}).get(t.id, default_utility) for t in example_set.trajectories]
+    picks = diverse_selection(trajectory_matrix(example_set), n, utilities=values, n_clusters=n_clusters, seed=seed)
+    return [example_set.trajectories[i] for i in picks]

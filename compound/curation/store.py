@@ -1,0 +1,264 @@
+"""The experience store: every attempt kept, verified successes retrievable.
+
+One store is one trial's database. It keeps exactly one result per attempt
+key ``(trial, task key, attempt)`` (a re-run episode replaces its earlier
+result, so a retried worker cannot duplicate data), keeps failures as data for
+statistics, and publishes only successes, as immutable, versioned
+``ExampleSet`` snapshots that carry their precomputed embeddings.
+
+Embeddings are computed once, when a success arrives, and written into
+growable stacked buffers (``StackedVectors``); a snapshot is a set of
+read-only views of them, so publishing costs no copy. The version goes up on every change to the
+retrievable set and on nothing else, so a worker refetches only when it
+would see something new.
+
+The store is not thread-safe; its owner (the curator actor) serialises calls.
+``add`` runs the embedder, which for MiniLM costs ~1-3 ms per new text on CPU.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import pyarrow as pa
+
+from compound.curation import store_io
+from compound.curation.embedders import Embedder
+from compound.curation.errors import CurationError
+from compound.curation.vectors import StackedVectors, TrajectoryVectors, embed_trajectories
+from compound.types import ExampleSet, Trajectory
+
+AttemptKey = tuple[Any, ...]  # Trajectory.attempt_key: (phase, trial, task key, attempt)
+
+
+class ExperienceStore:
+    """One trial's database of attempts.
+
+    >>> from compound.curation.embedders import TfidfEmbedder
+    >>> from compound.types import Step, Trajectory
+    >>> store = ExperienceStore(TfidfEmbedder(), trial=0)
+    >>> t = Trajectory(id="a", env_id="toy", task_id="1", split="train", goal="open the door",
+    ...                category="door", plan="walk, open", steps=(Step("a closed door", "open door"),),
+    ...                success=True, terminated=True, truncated=False)
+    >>> store.add([t])
+    1
+    >>> snap = store.snapshot()
+    >>> snap.version, len(snap), snap.embeddings["observation"].shape
+    (1, 1, (1, 1024))
+    """
+
+    def __init__(self, embedder: Embedder, trial: int = 0) -> None:
+        self.embedder = embedder
+        self.trial = trial
+        self._attempts: dict[AttemptKey, Trajectory] = {}
+        self._stack = StackedVectors(embedder.dim)  # rows: successes, in ``_attempts`` order
+        self._version = 0
+        self._snapshot: ExampleSet | None = None
+
+    # ------------------------------------------------------------------ reading
+
+    @property
+    def version(self) -> int:
+        """Bumped on every change to the retrievable set (0 for a new, empty store)."""
+        return self._version
+
+    def __len__(self) -> int:
+        return len(self._attempts)
+
+    def trajectories(self) -> list[Trajectory]:
+        """Every attempt, failures included, in first-arrival order of their keys."""
+        return list(self._attempts.values())
+
+    def successes(self) -> list[Trajectory]:
+        return [t for t in self._attempts.values() if t.success]
+
+    def snapshot(self) -> ExampleSet:
+        """The retrievable successes with their embeddings; the same object until the next change."""
+        if self._snapshot is None:
+            self._snapshot = ExampleSet(
+                version=self._version,
+                trajectories=tuple(self._attempts[k] for k in self._stack.order),
+                trial=self.trial,
+                embedder=self.embedder.name,
+                embeddings=self._stack.arrays(),
+            )
+        return self._snapshot
+
+    def stats(self) -> dict[str, Any]:
+        """Counts and success rates, overall and per category (JSON-serialisable)."""
+        attempts = list(self._attempts.values())
+        by_category: dict[str, dict[str, Any]] = {}
+        totals, wins = Counter(t.category for t in attempts), Counter(t.category for t in attempts if t.success)
+        for category in sorted(totals):
+            by_category[category] = {
+                "attempts": totals[category],
+                "successes": wins[category],
+                "success_rate": wins[category] / totals[category],
+            }
+        n_success = sum(wins.values())
+        return {
+            "trial": self.trial,
+            "version": self._version,
+            "embedder": self.embedder.name,
+            "attempts": len(attempts),
+            "successes": n_success,
+            "failures": len(attempts) - n_success,
+            "success_rate": n_success / len(attempts) if attempts else 0.0,
+            "tasks": len({t.task_key for t in attempts}),
+            "tasks_solved": len({t.task_key for t in attempts if t.success}),
+            "steps": sum(len(t.steps) for t in attempts),
+            "by_category": by_category,
+        }
+
+    def steps_table(self) -> pa.Table:
+        """One row per step of every attempt, for analysis (pandas: ``.to_pandas()``)."""
+        rows = [
+            {
+                "trajectory_id": t.id,
+                "task_key": t.task_key,
+                "trial": t.trial,
+                "attempt": t.attempt,
+                "category": t.category,
+                "success": t.success,
+                "step_index": i,
+                "observation": s.observation,
+                "reasoning": s.reasoning,
+                "action": s.action,
+                "action_status": s.action_status,
+                "reward": s.reward,
+            }
+            for t in self._attempts.values()
+            for i, s in enumerate(t.steps)
+        ]
+        return pa.Table.from_pylist(rows, schema=_STEPS_SCHEMA)
+
+    # ------------------------------------------------------------------ writing
+
+    def add(self, trajectories: Iterable[Trajectory], *, reuse_from: Sequence["ExperienceStore"] = ()) -> int:
+        """Adds attempts (one per attempt key; a repeated key replaces) and returns the version.
+
+        New successes are embedded in one batch and appended to the stacked
+        vectors; a change to an already stored success (replaced, or turned
+        into a failure) rebuilds the stack once for the whole call.
+        ``reuse_from``: stores whose vectors may be reused for identical
+        trajectories (building a curated store without embedding again).
+        """
+        incoming: dict[AttemptKey, Trajectory] = {}
+        for t in trajectories:
+            incoming[t.attempt_key] = t
+        changed = rebuild = False
+        fresh: dict[AttemptKey, TrajectoryVectors] = {}
+        to_embed: list[tuple[AttemptKey, Trajectory]] = []
+        for key, t in incoming.items():
+            old = self._attempts.get(key)
+            if old == t:
+                continue
+            self._attempts[key] = t
+            changed |= t.success or (old is not None and old.success)
+            rebuild |= old is not None and (old.success or t.success)  # an existing row moves or goes
+            if t.success:
+                reused = _find_vectors(t, reuse_from, self.embedder.name)
+                if reused is None:
+                    to_embed.append((key, t))
+                else:
+                    fresh[key] = reused
+        if to_embed:
+            fresh.update(zip((k for k, _ in to_embed), embed_trajectories([t for _, t in to_embed], self.embedder)))
+        if rebuild:
+            self._stack = self._stack.rebuilt([k for k, t in self._attempts.items() if t.success], fresh)
+        elif fresh:
+            keys = [k for k in incoming if k in fresh]
+            self._stack.append(keys, [fresh[k] for k in keys])
+        if changed:
+            self._touch()
+        return self._version
+
+    def copy(self, trial: int | None = None) -> "ExperienceStore":
+        """An independent store with the same attempts, vectors and version."""
+        other = ExperienceStore(self.embedder, self.trial if trial is None else trial)
+        other._attempts = dict(self._attempts)
+        other._stack = self._stack.copy()
+        other._version = self._version
+        return other
+
+    def replace_contents(self, source: "ExperienceStore") -> int:
+        """DB-curation's exploit step: this trial's database becomes a copy of ``source``'s.
+
+        Keeps this store's trial number; the version goes up, so this trial's
+        workers fetch the new contents. Trajectories keep their own ``trial``
+        field (where they were produced).
+        """
+        if source.embedder.name != self.embedder.name or source.embedder.dim != self.embedder.dim:
+            raise CurationError(
+                f"cannot copy a store embedded with {source.embedder.name!r} into one using {self.embedder.name!r}"
+            )
+        self._attempts = dict(source._attempts)
+        self._stack = source._stack.copy()
+        self._touch()
+        return self._version
+
+    def _touch(self) -> None:
+        self._version += 1
+        self._snapshot = None
+
+    # ------------------------------------------------------------------ disk
+
+    def save(self, path: str | Path) -> Path:
+        """Writes every attempt and its vectors to one Parquet file, atomically."""
+        attempts = list(self._attempts.items())
+        table = store_io.store_table(
+            [t for _, t in attempts],
+            [self._stack.get(k) if k in self._stack else None for k, _ in attempts],
+            trial=self.trial,
+            version=self._version,
+            embedder=self.embedder.name,
+            dim=self.embedder.dim,
+        )
+        return store_io.write_atomically(table, path)
+
+    @classmethod
+    def load(cls, path: str | Path, embedder: Embedder) -> "ExperienceStore":
+        """The store ``save`` wrote; vectors are reused when ``embedder`` matches, else recomputed."""
+        trajectories, meta, table = store_io.read_store_table(path)
+        store = cls(embedder, trial=int(meta.get("trial", 0)))
+        same_space = meta.get("embedder") == embedder.name and meta.get("dim") == embedder.dim
+        if same_space and store_io.has_vectors(table):
+            saved = store_io.vectors_from_table(table, trajectories, embedder.dim)
+            store._attempts = {t.attempt_key: t for t in trajectories}
+            vectors = {t.attempt_key: v for t, v in zip(trajectories, saved) if v is not None}
+            store._stack = StackedVectors(embedder.dim).rebuilt(list(vectors), vectors)
+        else:
+            store.add(trajectories)
+        if len(store._attempts) != len(trajectories):
+            raise CurationError(f"{path} holds {len(trajectories)} rows but only {len(store._attempts)} distinct attempt keys")
+        store._version = int(meta.get("version", store._version))
+        return store
+
+
+def _find_vectors(t: Trajectory, stores: Sequence[ExperienceStore], embedder_name: str) -> TrajectoryVectors | None:
+    for store in stores:
+        if store.embedder.name != embedder_name:
+            continue
+        if t.attempt_key in store._stack and store._attempts.get(t.attempt_key) == t:
+            return store._stack.get(t.attempt_key)
+    return None
+
+
+_STEPS_SCHEMA = pa.schema(
+    [
+        ("trajectory_id", pa.string()),
+        ("task_key", pa.string()),
+        ("trial", pa.int64()),
+        ("attempt", pa.int64()),
+        ("category", pa.string()),
+        ("success", pa.bool_()),
+        ("step_index", pa.int64()),
+        ("observation", pa.string()),
+        ("reasoning", pa.string()),
+        ("action", pa.string()),
+        ("action_status", pa.string()),
+        ("reward", pa.float64()),
+    ]
+)

@@ -1,0 +1,111 @@
+"""Exemplar utility and Exemplar-Curation (Traj-Bootstrap).
+
+A stored trajectory tau is useful if the episodes that were shown it tended
+to succeed. With ``o_i`` = 1 when episode ``i`` succeeded and ``f_i(tau)`` =
+the share of episode ``i``'s retrievals that returned tau (its count in
+``i.example_ids`` over their length), the utility is
+
+    Q(tau) = sum_i o_i * f_i(tau) / sum_i f_i(tau)
+
+over the episodes that retrieved tau. Weighting by ``f_i`` credits tau more
+for an episode in which it was most of what the agent saw than for one where
+it was one example among many.
+
+Exemplar-Curation keeps, per training task, the highest-Q success across all
+trials, and the final database is built from those.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from typing import Iterable, Mapping, Sequence
+
+from compound.curation.errors import CurationError
+from compound.types import Trajectory
+
+
+@dataclass(frozen=True)
+class ExemplarUtility:
+    """Q and the evidence behind it: ``weight`` = sum of f_i, ``episodes`` = how many retrieved it."""
+
+    q: float
+    weight: float
+    episodes: int
+
+
+def _unique_by_id(trajectories: Iterable[Trajectory]) -> list[Trajectory]:
+    seen: dict[str, Trajectory] = {}
+    for t in trajectories:
+        seen.setdefault(t.id, t)
+    return list(seen.values())
+
+
+def exemplar_utilities(episodes: Iterable[Trajectory]) -> dict[str, ExemplarUtility]:
+    """Q for every trajectory id that appears in some episode's ``example_ids``.
+
+    An episode listed twice (the same id) counts once.
+
+    >>> from compound.types import Trajectory
+    >>> ep = lambda i, ok, ids: Trajectory(i, "e", i, "train", "", "", "", (), ok, True, False, example_ids=ids)
+    >>> u = exemplar_utilities([ep("1", True, ("a", "b")), ep("2", False, ("a",))])
+    >>> round(u["a"].q, 3), u["b"].q
+    (0.333, 1.0)
+    """
+    numerator: dict[str, float] = defaultdict(float)
+    denominator: dict[str, float] = defaultdict(float)
+    count: dict[str, int] = defaultdict(int)
+    for episode in _unique_by_id(episodes):
+        shown = episode.example_ids
+        if not shown:
+            continue
+        for tid, hits in Counter(shown).items():
+            share = hits / len(shown)
+            numerator[tid] += float(episode.success) * share
+            denominator[tid] += share
+            count[tid] += 1
+    return {tid: ExemplarUtility(numerator[tid] / denominator[tid], denominator[tid], count[tid]) for tid in sorted(denominator)}
+
+
+def population_prior(utilities: Mapping[str, ExemplarUtility], fallback: float = 0.5) -> float:
+    """The f-weighted mean Q over all retrieved exemplars (``fallback`` when none was retrieved).
+
+    This is the default utility of a never-retrieved success: with no
+    evidence, it is assumed as useful as the average exemplar.
+    """
+    total = sum(u.weight for u in utilities.values())
+    return sum(u.q * u.weight for u in utilities.values()) / total if total > 0 else fallback
+
+
+def exemplar_curation(
+    trajectories_by_trial: Mapping[int, Sequence[Trajectory]],
+    *,
+    candidates: Iterable[Trajectory] | None = None,
+    prior: float | None = None,
+) -> list[Trajectory]:
+    """Per task, the success with the highest Q across all trials; sorted by task key.
+
+    ``trajectories_by_trial``: every training episode of every trial; they
+    are the evidence (through their ``example_ids``) and, unless
+    ``candidates`` is given (e.g. the trials' final databases), also the
+    candidates. Only successes of the ``train`` phase are candidates. A
+    success nobody retrieved gets ``prior`` (default: ``population_prior``).
+    Ties go to more evidence (larger weight), then the lower trial, attempt
+    and id, so the result is deterministic.
+    """
+    if prior is not None and not 0.0 <= prior <= 1.0:
+        raise CurationError(f"prior must lie in [0, 1]; got {prior}")
+    episodes = _unique_by_id(t for trial in sorted(trajectories_by_trial) for t in trajectories_by_trial[trial])
+    utilities = exemplar_utilities(episodes)
+    default = population_prior(utilities) if prior is None else prior
+    unseen = ExemplarUtility(default, 0.0, 0)
+
+    def rank(t: Trajectory) -> tuple:
+        u = utilities.get(t.id, unseen)
+        return (-u.q, -u.weight, t.trial, t.attempt, t.id)
+
+    best: dict[str, Trajectory] = {}
+    for t in episodes if candidates is None else _unique_by_id(candidates):
+        if t.success and t.phase == "train" and (t.task_key not in best or rank(t) < rank(best[t.task_key])):
+            best[t.task_key] = t
+    return [best[key] for key in sorted(best)]

@@ -1,0 +1,57 @@
+"""Cluster-based diversity: different clusters first, utility order inside, deterministic."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from compound.curation.diversity import cluster_labels, diverse_selection, select_diverse
+from compound.curation.errors import CurationError
+from compound.curation.store import ExperienceStore
+
+
+def three_blobs(seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = np.eye(3) * 10
+    return np.concatenate([c + rng.normal(0, 0.1, size=(4, 3)) for c in centres])  # rows 0-3, 4-7, 8-11
+
+
+def test_picks_cover_every_cluster_before_repeating_one() -> None:
+    rows = three_blobs()
+    utilities = np.zeros(12)
+    utilities[[1, 2]] = [0.9, 0.8]  # blob 0 holds the two best
+    picks = diverse_selection(rows, 3, utilities=utilities)
+    assert picks[0] == 1 and sorted(i // 4 for i in picks) == [0, 1, 2]
+    four = diverse_selection(rows, 4, utilities=utilities, n_clusters=3)
+    assert four[:3] == picks and four[3] == 2  # second round starts with the best cluster's runner-up
+
+
+def test_selection_is_deterministic_and_bounded() -> None:
+    rows = three_blobs(1)
+    assert diverse_selection(rows, 5, seed=3) == diverse_selection(rows, 5, seed=3)
+    assert sorted(diverse_selection(rows, 50)) == list(range(12))
+    assert diverse_selection(rows, 0) == [] and diverse_selection(np.zeros((0, 3)), 4) == []
+
+
+def test_duplicate_rows_cap_the_number_of_clusters() -> None:
+    labels = cluster_labels(np.ones((5, 2)), 3)
+    assert labels.tolist() == [0] * 5
+    assert diverse_selection(np.ones((5, 2)), 2, utilities=[0, 1, 0, 3, 0]) == [3, 1]
+
+
+def test_bad_inputs_are_named() -> None:
+    with pytest.raises(CurationError, match="one value per embedding row"):
+        diverse_selection(np.ones((3, 2)), 2, utilities=[1.0])
+    with pytest.raises(CurationError, match="2-D"):
+        cluster_labels(np.ones(3), 2)
+
+
+def test_select_diverse_spreads_over_different_kinds_of_task(traj, tfidf) -> None:
+    store = ExperienceStore(tfidf)
+    store.add(
+        [traj(f"heat{i}", f"heat the potato number {i}", plan="microwave the potato") for i in range(3)]
+        + [traj(f"sql{i}", f"select employee salaries {i}", plan="write a select query") for i in range(3)]
+    )
+    utilities = {"toy-heat2-t0-a0": 1.0, "toy-heat1-t0-a0": 0.9}
+    picked = [t.task_id for t in select_diverse(store.snapshot(), 2, utilities=utilities)]
+    assert picked[0] == "heat2" and picked[1].startswith("sql")
