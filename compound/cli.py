@@ -1,0 +1,157 @@
+"""The ``compound`` command: run, envs, doctor, serve, library export.
+
+User mistakes (a bad config, a missing data set, an unreachable endpoint)
+print one line naming what is wrong and how to fix it, and exit non-zero
+without a traceback: 2 for a bad configuration or command line, 1 for
+anything else the user can fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Sequence
+
+from compound.config import ConfigError, load_config
+
+EXIT_USER_ERROR = 1
+EXIT_BAD_CONFIG = 2
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from compound.curation.errors import CurationError
+    from compound.envs.base import EnvError
+    from compound.llm.base import LLMError
+
+    return (EnvError, LLMError, CurationError)
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"compound: error: {message}", file=sys.stderr)
+    return code
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    if args.resume:
+        run_dir = Path(args.resume)
+        if not (run_dir / "config.yaml").is_file():
+            return _fail(f"--resume {run_dir}: no config.yaml there; point it at a run directory", EXIT_BAD_CONFIG)
+        cfg = load_config(run_dir / "config.yaml", args.set)
+    else:
+        if not args.config:
+            return _fail("run needs --config FILE (e.g. configs/quickstart.yaml) or --resume RUN_DIR", EXIT_BAD_CONFIG)
+        cfg = load_config(args.config, args.set)
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        run_dir = Path(args.out) if args.out else Path(cfg.out_root) / f"{cfg.name}-{stamp}"
+        if (run_dir / "trajectories.parquet").exists():
+            return _fail(f"{run_dir} already holds a run; use --resume {run_dir} to continue it or pick another --out", EXIT_BAD_CONFIG)
+    from compound.distributed.driver import run
+    from compound.distributed.scheduler import EpisodeFailed
+
+    print(f"compound: run directory {run_dir}", file=sys.stderr)
+    try:
+        result = run(cfg, run_dir, progress=not args.quiet)
+    except EpisodeFailed as exc:
+        cause = exc.error.__cause__ or exc.error
+        return _fail(f"an episode failed ({exc.spec.key}): {cause}", EXIT_USER_ERROR)
+    print((run_dir / "summary.md").read_text())
+    print(f"compound: done in {result.wall_time_s:.0f} s; results in {run_dir}", file=sys.stderr)
+    return 0
+
+
+def cmd_envs(args: argparse.Namespace) -> int:
+    from compound.envs import specs
+
+    rows = specs()
+    width = max(len(i) for i in rows) if rows else 0
+    for env_id, spec in rows.items():
+        print(f"{env_id:<{width}}  {spec.description}")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from compound.doctor import run_checks
+
+    return run_checks()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from compound.llm.factory import make_llm
+    from compound.llm.server import serve
+
+    engine = make_llm("hf", model=args.model, max_batch=args.max_batch)
+    print(f"compound: serving {engine.model_name} at http://{args.host}:{args.port}/v1 (OpenAI-compatible)", file=sys.stderr)
+    serve(engine, host=args.host, port=args.port)
+    return 0
+
+
+def cmd_library_export(args: argparse.Namespace) -> int:
+    from compound.envs.operators.library import export_library
+
+    out = Path(args.out) if args.out else Path(args.run_dir) / "library"
+    path = export_library(Path(args.run_dir), out)
+    print(f"compound: operator library written to {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="compound", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run a configuration: train, curate, evaluate")
+    p.add_argument("--config", help="YAML run configuration (see configs/)")
+    p.add_argument("--out", help="run directory (default: <out_root>/<name>-<timestamp>)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value, e.g. agent.max_steps=20")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from what it has saved")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("envs", help="list registered environment ids")
+    p.set_defaults(func=cmd_envs)
+
+    p = sub.add_parser("doctor", help="check Java, the embedded models, torch and Ray; say how to fix what is missing")
+    p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("serve", help="serve the hf engine as an OpenAI-compatible endpoint on localhost")
+    p.add_argument("--model", default="smollm2-135m", help="'smollm2-135m' (embedded), a HF directory or a .gguf file")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--max-batch", type=int, default=8)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("library", help="the operator library built by an operators run")
+    lib = p.add_subparsers(dest="library_command", required=True)
+    e = lib.add_parser("export", help="write the verified operators of RUN_DIR as an importable module with tests")
+    e.add_argument("run_dir")
+    e.add_argument("--out", help="output directory (default: RUN_DIR/library)")
+    e.set_defaults(func=cmd_library_export)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    for noisy in ("httpx", "urllib3", "filelock", "ray"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        return _fail(str(exc), EXIT_BAD_CONFIG)
+    except _user_errors() as exc:
+        return _fail(str(exc), EXIT_USER_ERROR)
+    except KeyboardInterrupt:
+        return _fail("interrupted; a run can be continued with --resume RUN_DIR", 130)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,218 @@
+"""The run: train a population on a stream of tasks, curate, then evaluate the frozen result.
+
+1. Start (or join) Ray; start engine actors, the curator, and W agent workers.
+2. Cut the training stream into segments; every trial runs every task of a
+   segment. Workers push trajectories to the curator as they finish, so later
+   episodes of the same segment already see earlier successes.
+3. At a segment boundary, score the trials and apply trial-level selection;
+   each decision goes to ``lineage.jsonl``.
+4. Build the final store (best trial, or exemplar curation across trials,
+   optionally cluster-based diversity) and evaluate the held-out split
+   against it, frozen, and without examples as the baseline.
+
+The driver alone writes the run directory. With ``resume`` it reloads the
+trajectories a previous run checkpointed and re-runs only what is missing;
+selection decisions are recomputed from the same results, so they replay.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import ray
+from tqdm import tqdm
+
+from compound.config import RunConfig, dump_config
+from compound.curation.policies import final_trajectories, segment_bounds, select_trials
+from compound.distributed.curator import Curator
+from compound.distributed.engines import start_engines
+from compound.distributed.episodes import EVAL_NONE, EVAL_STORE, TRAIN, EpisodeSpec, make_spec
+from compound.distributed.runtime import init_ray
+from compound.distributed.scheduler import EpisodeScheduler
+from compound.distributed.worker import AgentWorker
+from compound.envs import load_plugins, make
+from compound.report import write_report
+from compound.rundir import RunDir, write_trajectories
+from compound.types import Task, Trajectory
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    train_success: float
+    eval_success: dict[str, float] = field(default_factory=dict)
+    wall_time_s: float = 0.0
+
+
+def load_tasks(cfg: RunConfig) -> tuple[list[Task], list[Task]]:
+    """The training stream and the held-out tasks, identical on every machine (deterministic)."""
+    load_plugins(cfg.env.plugins)
+    env = make(cfg.env.id, **cfg.env.params)
+    try:
+        train = list(env.tasks("train"))[: cfg.env.train_tasks]
+        held_out = list(env.tasks(cfg.env.eval_split))[: cfg.env.eval_tasks]
+    finally:
+        env.close()
+    return train, held_out
+
+
+def _success_rate(trajectories: Sequence[Trajectory]) -> float:
+    return sum(t.success for t in trajectories) / len(trajectories) if trajectories else 0.0
+
+
+class Run:
+    """One run's actors and directory; ``execute`` is the whole pipeline."""
+
+    def __init__(self, cfg: RunConfig, out_dir: Path, *, progress: bool = True) -> None:
+        self.cfg = cfg
+        self.dir = RunDir(out_dir)
+        self.progress = progress
+        self.started = time.time()
+
+    # -- setup ------------------------------------------------------------
+    def _start_actors(self) -> None:
+        cfg = self.cfg
+        self.engines = start_engines(cfg.llm)
+        model_name = ray.get(self.engines[0].model_name.remote()) if self.engines else cfg.llm.model
+        self.model_name = model_name
+        self.curator = Curator.options(num_cpus=0, max_concurrency=64).remote(cfg.curation.trials, cfg.curation.embedder)
+        self.workers = [
+            AgentWorker.options(
+                num_cpus=0, max_concurrency=cfg.distributed.episodes_per_worker + 4, max_restarts=-1
+            ).remote(cfg, self.engines, self.curator, model_name)
+            for _ in range(cfg.distributed.workers)
+        ]
+        ray.get([w.ready.remote() for w in self.workers])
+        self.scheduler = EpisodeScheduler(
+            self.workers, cfg.distributed.episodes_per_worker, cfg.distributed.max_episode_retries
+        )
+
+    # -- phases -----------------------------------------------------------
+    def _run_specs(self, specs: list[EpisodeSpec], label: str, frozen: list | None = None) -> list[Trajectory]:
+        """Run what is not already in the run directory; return results in spec order."""
+        todo = [s for s in specs if self.dir.get(s.key) is None]
+        done_before = len(specs) - len(todo)
+        if done_before and todo:
+            log.info("%s: %d of %d episodes already done (resume)", label, done_before, len(specs))
+        bar = tqdm(total=len(specs), initial=done_before, desc=label, unit="ep", disable=not self.progress, leave=False)
+        wins = sum(self.dir.get(s.key).success for s in specs if self.dir.get(s.key) is not None)
+        for trajectory in self.scheduler.run(todo, frozen=frozen):
+            self.dir.record(trajectory)
+            wins += trajectory.success
+            bar.update(1)
+            bar.set_postfix(success=f"{wins}/{bar.n}")
+        bar.close()
+        return [self.dir.get(s.key) for s in specs]
+
+    def train(self, tasks: list[Task]) -> list[dict[str, Any]]:
+        cfg = self.cfg
+        trials = cfg.curation.trials
+        segments = []
+        resumed = [t for t in self.dir.trajectories if t.phase == TRAIN]
+        if resumed:  # rebuild the stores exactly as they were: same results, same decisions
+            ray.get(self.curator.submit_many.remote(resumed))
+        for index, (lo, hi) in enumerate(segment_bounds(len(tasks), cfg.curation.segment_first, cfg.curation.segment_growth)):
+            specs = [make_spec(cfg.seed, TRAIN, trial, task) for task in tasks[lo:hi] for trial in range(trials)]
+            results = self._run_specs(specs, f"train segment {index + 1} (tasks {lo + 1}-{hi})")
+            by_trial = [[r for r in results if r.trial == t] for t in range(trials)]
+            scores = [_success_rate(rs) for rs in by_trial]
+            stats = ray.get(self.curator.stats.remote())
+            record = {
+                "event": "segment",
+                "segment": index,
+                "tasks": [lo, hi],
+                "success": scores,
+                "store_sizes": [s.get("successes", 0) for s in stats],
+                "elapsed_s": round(time.time() - self.started, 2),
+            }
+            segments.append(record)
+            self.dir.append_jsonl("metrics.jsonl", record)
+            if trials > 1 and cfg.curation.trial_selection and hi < len(tasks):
+                decision = select_trials(scores, segment=index)
+                if decision.get("copy"):
+                    for target in decision["copy"]["targets"]:
+                        ray.get(self.curator.copy_store.remote(decision["copy"]["source"], target))
+                self.dir.append_jsonl("lineage.jsonl", decision)
+            self.dir.checkpoint()
+        return segments
+
+    def final_store(self) -> tuple[list, int]:
+        """Build the frozen store that evaluation runs against; save every store."""
+        cfg = self.cfg
+        snapshots = ray.get(self.curator.snapshots.remote())
+        for snapshot in snapshots:
+            write_trajectories(self.dir.store_path(f"trial-{snapshot.trial}"), snapshot.trajectories)
+        train = [t for t in self.dir.trajectories if t.phase == TRAIN]
+        chosen, decision = final_trajectories(
+            train,
+            [list(s.trajectories) for s in snapshots],
+            exemplar_curation=cfg.curation.exemplar_curation,
+            diversity_clusters=cfg.curation.diversity_clusters,
+            embeddings=None,
+            seed=cfg.seed,
+        )
+        self.dir.append_jsonl("lineage.jsonl", decision)
+        version, refs = ray.get(self.curator.build_store.remote(chosen))
+        write_trajectories(self.dir.store_path("final"), chosen)
+        return refs, len(chosen)
+
+    def evaluate(self, tasks: list[Task], frozen: list | None) -> dict[str, float]:
+        cfg = self.cfg
+        results: dict[str, float] = {}
+        phases = []
+        if cfg.eval.baseline:
+            phases.append(EVAL_NONE)
+        if cfg.eval.with_store and cfg.agent.examples != "none":
+            phases.append(EVAL_STORE)
+        for phase in phases:
+            specs = [make_spec(cfg.seed, phase, 0, task) for task in tasks]
+            out = self._run_specs(specs, f"evaluate {phase}", frozen=frozen if phase == EVAL_STORE else None)
+            results[phase] = _success_rate(out)
+            self.dir.append_jsonl("metrics.jsonl", {"event": "eval", "phase": phase, "success": results[phase], "episodes": len(out)})
+            self.dir.checkpoint()
+        return results
+
+    def execute(self, where: str) -> RunResult:
+        cfg = self.cfg
+        self.dir.write_text("config.yaml", dump_config(cfg))
+        resumed = self.dir.load_existing()
+        if resumed:
+            log.info("resuming: %d trajectories already in %s", resumed, self.dir.path)
+        train_tasks, held_out = load_tasks(cfg)
+        self._start_actors()
+        try:
+            segments = self.train(train_tasks)
+            frozen, store_size = self.final_store()
+            evaluation = self.evaluate(held_out, frozen) if held_out else {}
+        finally:
+            for w in self.workers:
+                try:
+                    ray.get(w.close.remote(), timeout=30)
+                except Exception:  # a dead worker has nothing left to close
+                    pass
+        wall = time.time() - self.started
+        train_results = [t for t in self.dir.trajectories if t.phase == TRAIN]
+        write_report(
+            self.dir,
+            cfg,
+            segments=segments,
+            evaluation=evaluation,
+            store_size=store_size,
+            where=where,
+            model=self.model_name,
+            wall_time_s=wall,
+            retries=self.scheduler.retries,
+        )
+        return RunResult(self.dir.path, _success_rate(train_results), evaluation, wall)
+
+
+def run(cfg: RunConfig, out_dir: str | Path, *, progress: bool = True) -> RunResult:
+    """Run the whole pipeline of ``cfg`` into ``out_dir`` (resumes if it holds a previous run)."""
+    where = init_ray(cfg.distributed)
+    return Run(cfg, Path(out_dir), progress=progress).execute(where)

@@ -1,0 +1,45 @@
+"""Episodes as idempotent units of work, keyed by (phase, trial, task, attempt)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from compound.types import Task
+
+TRAIN = "train"
+EVAL_NONE = "eval/none"
+EVAL_STORE = "eval/store"
+
+
+@dataclass(frozen=True)
+class EpisodeSpec:
+    """One episode to run. Running the same spec twice must give a replacement, never a second result.
+
+    ``learn``: push the result to the curator (training); evaluation runs
+    against a frozen example set (``frozen=True``) or none (``EVAL_NONE``).
+    """
+
+    phase: str
+    trial: int
+    task: Task
+    attempt: int = 0
+    seed: int = 0
+
+    @property
+    def key(self) -> tuple[str, int, str, int]:
+        return (self.phase, self.trial, self.task.key, self.attempt)
+
+    @property
+    def learn(self) -> bool:
+        return self.phase == TRAIN
+
+
+def episode_seed(run_seed: int, phase: str, trial: int, task_key: str, attempt: int) -> int:
+    """A stable per-episode seed: the same run seed and key always give the same episode."""
+    text = f"{run_seed}|{phase}|{trial}|{task_key}|{attempt}".encode()
+    return int.from_bytes(hashlib.blake2b(text, digest_size=4).digest(), "little")
+
+
+def make_spec(run_seed: int, phase: str, trial: int, task: Task, attempt: int = 0) -> EpisodeSpec:
+    return EpisodeSpec(phase, trial, task, attempt, episode_seed(run_seed, phase, trial, task.key, attempt))

@@ -1,0 +1,165 @@
+"""summary.md and success.png: the part of a run directory a person reads first.
+
+Pure functions over trajectories and metric records, plus one writer; no Ray.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from compound.config import RunConfig
+from compound.rundir import RunDir
+from compound.types import Trajectory
+
+PHASE_LABELS = {"eval/none": "no examples (baseline)", "eval/store": "with its own bootstrapped store"}
+
+
+def success_curve(trajectories: Sequence[Trajectory]) -> dict[int, list[float]]:
+    """Per trial, the cumulative success rate after each training task (in completion order)."""
+    curves: dict[int, list[float]] = {}
+    wins: dict[int, int] = {}
+    for t in trajectories:
+        if t.phase != "train":
+            continue
+        wins[t.trial] = wins.get(t.trial, 0) + int(t.success)
+        curve = curves.setdefault(t.trial, [])
+        curve.append(wins[t.trial] / (len(curve) + 1))
+    return curves
+
+
+def throughput(trajectories: Sequence[Trajectory], wall_time_s: float) -> dict[str, float]:
+    """Episode, step and token counts, and their rates over the run's wall time."""
+    steps = sum(len(t.steps) for t in trajectories)
+    prompt = sum(t.prompt_tokens for t in trajectories)
+    completion = sum(t.completion_tokens for t in trajectories)
+    wall = max(wall_time_s, 1e-9)
+    return {
+        "episodes": len(trajectories),
+        "steps": steps,
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "episodes_per_s": len(trajectories) / wall,
+        "steps_per_s": steps / wall,
+        "completion_tokens_per_s": completion / wall,
+        "mapped_actions": sum(s.action_status == "mapped" for t in trajectories for s in t.steps),
+        "invalid_actions": sum(s.action_status == "invalid" for t in trajectories for s in t.steps),
+    }
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def summary_markdown(
+    cfg: RunConfig,
+    *,
+    segments: Sequence[dict[str, Any]],
+    evaluation: dict[str, float],
+    eval_episodes: int,
+    store_size: int,
+    where: str,
+    model: str,
+    stats: dict[str, float],
+    wall_time_s: float,
+    retries: int,
+) -> str:
+    lines = [
+        f"# Run `{cfg.name}`",
+        "",
+        f"- environment: `{cfg.env.id}` ({cfg.env.train_tasks} training tasks, {cfg.env.eval_tasks} held-out `{cfg.env.eval_split}` tasks)",
+        f"- model: `{model}` through the `{cfg.llm.engine}` engine; examples: `{cfg.agent.examples}`; embedder: `{cfg.curation.embedder}`",
+        f"- population: {cfg.curation.trials} trial(s); {cfg.distributed.workers} worker(s) x {cfg.distributed.episodes_per_worker} concurrent episodes on {where}",
+        f"- wall time: {wall_time_s:.1f} s; final store: {store_size} trajectories; episodes re-run after a worker died: {retries}",
+        "",
+        "## Held-out success",
+        "",
+    ]
+    if evaluation:
+        lines += ["| agent | success |", "|---|---|"]
+        for phase, rate in evaluation.items():
+            lines.append(f"| {PHASE_LABELS.get(phase, phase)} | {_pct(rate)} of {eval_episodes} |")
+        if len(evaluation) == 2:
+            a, b = evaluation.get("eval/none", 0.0), evaluation.get("eval/store", 0.0)
+            lines += ["", f"Change from its own verified successes: {100 * (b - a):+.1f} points."]
+    else:
+        lines.append("No evaluation was configured (env.eval_tasks = 0).")
+    lines += ["", "## Training stream", "", "| segment | tasks | success per trial | successes stored per trial |", "|---|---|---|---|"]
+    for s in segments:
+        lo, hi = s["tasks"]
+        lines.append(
+            f"| {s['segment'] + 1} | {lo + 1}-{hi} | {', '.join(_pct(x) for x in s['success'])} | {', '.join(map(str, s['store_sizes']))} |"
+        )
+    lines += [
+        "",
+        "## Throughput",
+        "",
+        f"{stats['episodes']} episodes, {stats['steps']} steps: {stats['episodes_per_s']:.2f} episodes/s, "
+        f"{stats['steps_per_s']:.2f} steps/s, {stats['completion_tokens_per_s']:.1f} generated tokens/s; "
+        f"{stats['prompt_tokens']} prompt and {stats['completion_tokens']} generated tokens. "
+        f"Actions mapped to a valid one: {stats['mapped_actions']}; invalid: {stats['invalid_actions']}.",
+        "",
+        "## Files",
+        "",
+        "`config.yaml` (resolved config), `trajectories.parquet` (every attempt), `stores/` (each trial's store and the final one), "
+        "`lineage.jsonl` (curation decisions), `metrics.jsonl`, `success.png`.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def plot_success(path: Any, curves: dict[int, list[float]], evaluation: dict[str, float]) -> None:
+    """Cumulative training success against tasks seen, with held-out results as lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
+    for trial, curve in sorted(curves.items()):
+        ax.plot(range(1, len(curve) + 1), curve, label=f"training, trial {trial}")
+    styles = {"eval/none": ":", "eval/store": "--"}
+    for phase, rate in evaluation.items():
+        ax.axhline(rate, linestyle=styles.get(phase, "-."), color="gray" if phase == "eval/none" else "black",
+                   label=f"held-out, {PHASE_LABELS.get(phase, phase)}")
+    ax.set_xlabel("training tasks seen")
+    ax.set_ylabel("success rate")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def write_report(
+    run_dir: RunDir,
+    cfg: RunConfig,
+    *,
+    segments: Sequence[dict[str, Any]],
+    evaluation: dict[str, float],
+    store_size: int,
+    where: str,
+    model: str,
+    wall_time_s: float,
+    retries: int = 0,
+) -> None:
+    trajectories = run_dir.trajectories
+    stats = throughput(trajectories, wall_time_s)
+    eval_episodes = sum(1 for t in trajectories if t.phase == "eval/none") or sum(1 for t in trajectories if t.phase == "eval/store")
+    run_dir.append_jsonl("metrics.jsonl", {"event": "summary", "evaluation": evaluation, "wall_time_s": wall_time_s, **stats})
+    run_dir.write_text(
+        "summary.md",
+        summary_markdown(
+            cfg,
+            segments=segments,
+            evaluation=evaluation,
+            eval_episodes=eval_episodes,
+            store_size=store_size,
+            where=where,
+            model=model,
+            stats=stats,
+            wall_time_s=wall_time_s,
+            retries=retries,
+        ),
+    )
+    plot_success(run_dir.path / "success.png", success_curve(trajectories), evaluation)

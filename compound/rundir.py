@@ -1,0 +1,111 @@
+"""The run directory: what a run leaves for a stranger to read, and what --resume reads back.
+
+Layout (DESIGN.md): ``config.yaml``, ``trajectories.parquet`` (every
+attempt), ``stores/<trial>.parquet``, ``lineage.jsonl`` (every curation
+decision), ``metrics.jsonl``, ``summary.md`` and ``success.png``. Every write
+is atomic (temp file, then ``os.replace``) so a crash never leaves half a
+file, and trajectories are rewritten whole at each checkpoint so the file on
+disk is always a valid Parquet table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import pyarrow.parquet as pq
+
+from compound.types import Trajectory, from_arrow, to_arrow
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_trajectories(path: Path, trajectories: Iterable[Trajectory]) -> None:
+    """Write trajectories as Parquet, atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    try:
+        pq.write_table(to_arrow(list(trajectories)), tmp, compression="zstd")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_trajectories(path: Path) -> list[Trajectory]:
+    return from_arrow(pq.read_table(path))
+
+
+class RunDir:
+    """Owns one run directory; only the driver writes to it."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._trajectories: dict[tuple, Trajectory] = {}
+
+    # -- files ------------------------------------------------------------
+    @property
+    def trajectories_path(self) -> Path:
+        return self.path / "trajectories.parquet"
+
+    def store_path(self, name: str | int) -> Path:
+        return self.path / "stores" / f"{name}.parquet"
+
+    def write_text(self, name: str, text: str) -> Path:
+        target = self.path / name
+        atomic_write_bytes(target, text.encode())
+        return target
+
+    def append_jsonl(self, name: str, record: dict[str, Any]) -> None:
+        record = {"time": round(time.time(), 3), **record}
+        with open(self.path / name, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record, sort_keys=False, default=str) + "\n")
+
+    def read_jsonl(self, name: str) -> list[dict[str, Any]]:
+        p = self.path / name
+        if not p.exists():
+            return []
+        return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+
+    # -- trajectories -----------------------------------------------------
+    def record(self, trajectory: Trajectory) -> bool:
+        """Keep exactly one trajectory per attempt key; returns False for a duplicate."""
+        key = trajectory.attempt_key
+        if key in self._trajectories:
+            return False
+        self._trajectories[key] = trajectory
+        return True
+
+    def get(self, key: tuple) -> Trajectory | None:
+        return self._trajectories.get(key)
+
+    @property
+    def trajectories(self) -> list[Trajectory]:
+        return list(self._trajectories.values())
+
+    def checkpoint(self) -> None:
+        write_trajectories(self.trajectories_path, self._trajectories.values())
+
+    def load_existing(self) -> int:
+        """For --resume: read back the trajectories a previous run checkpointed."""
+        if not self.trajectories_path.exists():
+            return 0
+        for t in read_trajectories(self.trajectories_path):
+            self._trajectories[t.attempt_key] = t
+        return len(self._trajectories)

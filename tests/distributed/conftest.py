@@ -1,0 +1,15 @@
+"""One real local Ray for all distributed tests (starting Ray costs seconds on 2 cores)."""
+
+from __future__ import annotations
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", configure_logging=False)
+    yield ray
+    ray.shutdown()

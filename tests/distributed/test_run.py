@@ -1,0 +1,128 @@
+"""End-to-end runs on a real local Ray with the real TextWorldExpress coin game.
+
+The LLM here is ``ScriptedLLM``, a TEST DOUBLE: these tests check orchestration
+(workers, curator, scheduling, run directory, resume), not what a model does.
+Its script takes the coin when it is in reach and otherwise walks, so some
+episodes succeed and some do not, which exercises the store.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from compound.config import validate_config
+from compound.rundir import read_trajectories
+
+pytestmark = pytest.mark.slow
+
+
+def scripted_config(**over):
+    data = {
+        "name": "t",
+        "env": {"id": "twx/coin", "params": {"game_params": {"numLocations": 2, "includeDoors": 0}}, "train_tasks": 6, "eval_tasks": 3},
+        "llm": {"engine": "scripted", "script": ["take coin", "move east", "take coin", "move west"], "max_tokens": 8},
+        "agent": {"max_steps": 4, "plan": False, "examples": "episode"},
+        "curation": {"embedder": "tfidf", "segment_first": 3},
+        "distributed": {"workers": 2, "episodes_per_worker": 2},
+    }
+    for section, values in over.items():
+        data.setdefault(section, {}).update(values) if isinstance(values, dict) else data.__setitem__(section, values)
+    return validate_config(data)
+
+
+def test_run_writes_a_complete_run_directory(ray_session, tmp_path):
+    from compound.distributed.driver import run
+
+    cfg = scripted_config()
+    result = run(cfg, tmp_path, progress=False)
+    for name in ["config.yaml", "trajectories.parquet", "metrics.jsonl", "summary.md", "success.png", "stores/final.parquet", "stores/trial-0.parquet"]:
+        assert (tmp_path / name).is_file(), name
+    trajectories = read_trajectories(tmp_path / "trajectories.parquet")
+    phases = pd.read_parquet(tmp_path / "trajectories.parquet")["phase"].value_counts().to_dict()
+    assert phases == {"train": 6, "eval/none": 3, "eval/store": 3}
+    assert len({t.attempt_key for t in trajectories}) == len(trajectories)
+    train = [t for t in trajectories if t.phase == "train"]
+    wins = [t for t in train if t.success]
+    assert 0 < len(wins) < len(train), "the scripted policy should win some coin games and lose others"
+    final = read_trajectories(tmp_path / "stores" / "final.parquet")
+    assert sorted(t.id for t in final) == sorted(t.id for t in wins)
+    # evaluation against the frozen store saw it; the baseline saw nothing
+    for t in trajectories:
+        if t.phase == "eval/none":
+            assert t.example_ids == () and t.example_set_version == -1
+        if t.phase == "eval/store":
+            assert t.example_set_version >= 1 and set(t.example_ids) <= {w.id for w in wins}
+    events = [json.loads(line)["event"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert events.count("segment") == 2 and events.count("eval") == 2 and events[-1] == "summary"
+    assert "Held-out success" in (tmp_path / "summary.md").read_text()
+    assert result.train_success == pytest.approx(len(wins) / len(train))
+
+
+def test_later_episodes_see_earlier_successes(ray_session, tmp_path):
+    """Successes reach the curator while training runs, and later train episodes are shown them."""
+    from compound.distributed.driver import run
+
+    cfg = scripted_config(env={"train_tasks": 8, "eval_tasks": 0}, distributed={"workers": 1, "episodes_per_worker": 1})
+    run(cfg, tmp_path, progress=False)
+    train = read_trajectories(tmp_path / "trajectories.parquet")
+    first_win = next(i for i, t in enumerate(train) if t.success)
+    later = train[first_win + 1 :]
+    assert later, "need episodes after the first success"
+    assert all(t.example_set_version >= 1 for t in later)
+    assert any(t.example_ids for t in later)
+    assert all(t.task_key not in {train[j].task_key for j in range(len(train)) if train[j].id in t.example_ids} for t in later)
+
+
+def test_resume_reruns_only_what_is_missing(ray_session, tmp_path):
+    from compound.distributed.driver import run
+    from compound.rundir import write_trajectories
+
+    cfg = scripted_config(env={"train_tasks": 4, "eval_tasks": 2})
+    run(cfg, tmp_path, progress=False)
+    before = read_trajectories(tmp_path / "trajectories.parquet")
+    kept = [t for t in before if t.phase == "train"]
+    write_trajectories(tmp_path / "trajectories.parquet", kept)  # as if the run died before evaluation
+    run(cfg, tmp_path, progress=False)
+    after = read_trajectories(tmp_path / "trajectories.parquet")
+    assert {t.id for t in kept} <= {t.id for t in after}, "resume must keep what was saved"
+    assert len(after) == len(before)
+    assert sorted(t.attempt_key for t in after) == sorted(t.attempt_key for t in before)
+
+
+def test_population_logs_trial_selection(ray_session, tmp_path):
+    from compound.distributed.driver import run
+
+    cfg = scripted_config(env={"train_tasks": 9, "eval_tasks": 0}, curation={"trials": 2, "segment_first": 3})
+    run(cfg, tmp_path, progress=False)
+    lineage = [json.loads(line) for line in (tmp_path / "lineage.jsonl").read_text().splitlines()]
+    selections = [d for d in lineage if d.get("event") == "trial_selection"]
+    assert len(selections) == 1  # after segment 1 only: the last segment has nothing after it
+    assert len(selections[0]["scores"]) == 2
+    trajectories = read_trajectories(tmp_path / "trajectories.parquet")
+    assert sorted({t.trial for t in trajectories}) == [0, 1]
+    assert len(trajectories) == 18
+
+
+def test_a_dead_worker_s_episodes_are_rerun_exactly_once(ray_session, tmp_path):
+    import ray
+
+    from compound.distributed.driver import Run, load_tasks
+    from compound.distributed.episodes import TRAIN, make_spec
+
+    cfg = scripted_config(env={"train_tasks": 12}, distributed={"workers": 2, "episodes_per_worker": 2})
+    tasks, _ = load_tasks(cfg)
+    run = Run(cfg, tmp_path, progress=False)
+    run._start_actors()
+    specs = [make_spec(0, TRAIN, 0, task) for task in tasks]
+    results = []
+    for trajectory in run.scheduler.run(specs):
+        if not results:
+            ray.kill(run.workers[0], no_restart=False)  # Ray restarts it; its in-flight episodes fail
+        results.append(trajectory)
+    assert sorted(t.attempt_key for t in results) == sorted(s.key for s in specs)
+    assert run.scheduler.retries >= 1
+    accepted = ray.get(run.curator.stats.remote())[0]["attempts"]
+    assert accepted == len(specs), "the curator keeps exactly one result per attempt key"
