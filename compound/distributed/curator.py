@@ -17,11 +17,13 @@ import ray
 
 from compound.curation import ExperienceStore, make_embedder
 from compound.types import ExampleSet, Trajectory
+from compound.distributed.runtime import quiet_actor_logging
 
 
 @ray.remote
 class Curator:
     def __init__(self, trials: int, embedder: str) -> None:
+        quiet_actor_logging()
         self.embedder = make_embedder(embedder)
         self.stores = [ExperienceStore(self.embedder, trial=t) for t in range(trials)]
         self._accepted: set[tuple] = set()

@@ -17,6 +17,7 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from compound.config import LLMConfig
 from compound.llm.base import Completion, LLMClient, Message
+from compound.distributed.runtime import quiet_actor_logging
 
 
 def engine_kwargs(cfg: LLMConfig) -> dict[str, Any]:
@@ -44,6 +45,7 @@ class EngineActor:
     """Holds one engine; its async ``generate`` lets the engine batch concurrent calls."""
 
     def __init__(self, engine: str, kwargs: dict[str, Any]) -> None:
+        quiet_actor_logging()
         from compound.llm.factory import make_llm
 
         self.llm: LLMClient = make_llm(engine, **kwargs)

@@ -10,6 +10,30 @@ import ray
 from compound.config import DistributedConfig
 
 
+# Settings every actor process gets: offline models, no tokenizer thread pools
+# fighting the engine for cores, no per-actor progress bars in the driver's log.
+ACTOR_ENV_VARS = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "TRANSFORMERS_VERBOSITY": "error",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+}
+
+
+def quiet_actor_logging() -> None:
+    """Called in each actor: library chatter (py4j's shutdown notes, weight-loading bars) is not run output."""
+    for name in ("py4j", "transformers", "httpx", "urllib3", "filelock"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+    except ImportError:
+        pass
+
+
 def init_ray(cfg: DistributedConfig, *, runtime_env: dict | None = None) -> str:
     """Join the cluster named by the config or RAY_ADDRESS, else start a local Ray.
 
@@ -26,8 +50,8 @@ def init_ray(cfg: DistributedConfig, *, runtime_env: dict | None = None) -> str:
         include_dashboard=False,
         configure_logging=True,
     )
-    if runtime_env:
-        kwargs["runtime_env"] = runtime_env
+    env_vars = {**ACTOR_ENV_VARS, **(runtime_env or {}).get("env_vars", {})}
+    kwargs["runtime_env"] = {**(runtime_env or {}), "env_vars": env_vars}
     if address:
         ray.init(address=address, **kwargs)
         return f"Ray cluster at {address}"

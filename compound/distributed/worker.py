@@ -21,6 +21,7 @@ from compound.distributed.engines import RemoteLLM, engine_kwargs
 from compound.distributed.episodes import EVAL_NONE, EpisodeSpec
 from compound.envs import Env, load_plugins, make
 from compound.types import ExampleSet, Trajectory
+from compound.distributed.runtime import quiet_actor_logging
 
 
 class EnvPool:
@@ -51,6 +52,7 @@ class EnvPool:
 @ray.remote
 class AgentWorker:
     def __init__(self, cfg: RunConfig, engines: list, curator: Any, model_name: str) -> None:
+        quiet_actor_logging()
         load_plugins(cfg.env.plugins)
         self.cfg = cfg
         self.curator = curator
