@@ -18,6 +18,9 @@ ACTOR_ENV_VARS = {
     "TOKENIZERS_PARALLELISM": "false",
     "TRANSFORMERS_VERBOSITY": "error",
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    # OpenMP threads that spin-wait lose their core to the other actors on a small
+    # machine: decode steps went from 0.07 s to 0.3-3 s (benchmarks/engine.py).
+    "OMP_WAIT_POLICY": "PASSIVE",
 }
 
 

@@ -1,0 +1,251 @@
+"""How fast the local engine serves agent-shaped traffic, and why.
+
+Agents re-send their whole prompt every step: a system prompt with an
+example, the task, and the history so far. This benchmark replays that
+shape: ``--episodes`` concurrent episodes of ``--turns`` append-only turns
+each, where every turn appends the model's own (stop-trimmed) reply and a
+new observation. Three ways to serve it:
+
+  a. ``HFEngine``: continuous batching + prefix KV reuse (the default engine)
+  b. plain transformers: per turn, one left-padded batch of all episodes'
+     full prompts through ``model.generate`` (what one would write first)
+  c. ``HFEngine`` with the prefix cache off (batching only)
+
+Greedy decoding everywhere, so all three see the same conversations (the
+table shows the token totals, so a divergence would be visible). Prints a
+table and writes ``benchmarks/results/engine.json``.
+
+    python benchmarks/engine.py                      # ~a few minutes on 2 cores
+    python benchmarks/engine.py --episodes 4 --turns 4 --variants a,c
+
+On a CPU shared with other processes, pass ``--threads 1`` (or start with
+``OMP_WAIT_POLICY=PASSIVE``): spinning OpenMP threads that get descheduled
+make every small decode-step op wait, and decode-heavy runs slow down
+several-fold. The load average is recorded with the results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from compound.llm.hf import HFEngine  # noqa: E402
+
+SYSTEM = """You are an agent playing a text adventure. Each turn you read the latest observation and reply with exactly one action on one line, and nothing else. Valid actions look like: look, inventory, go north, go south, go east, go west, open <thing>, close <thing>, take <thing>, put <thing> in <container>, unlock <door> with <key>. Think about where the goal object is likely to be, avoid repeating actions that did nothing, and pick up useful items when you see them.
+
+Here is an example of a successful episode:
+Task: put the apple in the fridge.
+Observation: You are in the pantry. There is a basket here. Exits: east.
+Action: open basket
+Observation: You open the basket. Inside you see an apple and a loaf of bread.
+Action: take apple
+Observation: You take the apple.
+Action: go east
+Observation: You are in the kitchen. There is a fridge, an oven and a table. Exits: west, north.
+Action: open fridge
+Observation: You open the fridge. It is empty.
+Action: put apple in fridge
+Observation: You put the apple in the fridge. Task complete!
+
+Now solve the new task. Reply with the action only."""
+
+ROOMS = ["hallway", "kitchen", "cellar", "library", "garden", "attic", "study", "bedroom", "bathroom", "garage"]
+THINGS = ["a lamp", "a wooden chest", "a locked door", "a rusty key", "a bookshelf", "a table", "a cupboard", "a coat"]
+
+
+def task_message(episode: int) -> str:
+    room = ROOMS[episode % len(ROOMS)]
+    return f"Task: find the golden key and bring it to the {room}.\nObservation: You are in the {room}. Exits: north, east."
+
+
+def observation(episode: int, turn: int) -> str:
+    room = ROOMS[(episode + turn + 1) % len(ROOMS)]
+    seen = ", ".join(THINGS[(episode * 3 + turn + k) % len(THINGS)] for k in range(3))
+    return f"Observation: You are in the {room}. You see {seen}. Exits: north, south, west."
+
+
+def first_messages(episode: int) -> list[dict[str, str]]:
+    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": task_message(episode)}]
+
+
+def extend(messages: list[dict[str, str]], reply: str, episode: int, turn: int) -> None:
+    messages.append({"role": "assistant", "content": reply.strip() or "look"})
+    messages.append({"role": "user", "content": observation(episode, turn)})
+
+
+# ---- variants --------------------------------------------------------------------
+
+
+def run_engine(args: argparse.Namespace, prefix_cache_tokens: int) -> dict:
+    engine = HFEngine(max_batch=args.episodes, prefix_cache_tokens=prefix_cache_tokens)
+    warm = [{"role": "user", "content": "hi"}]
+    asyncio.run(engine.generate(warm, max_tokens=2))
+    engine.clear_prefix_cache()
+    before = dict(vars(engine.stats))
+    latencies: list[float] = []
+    texts: list[list[str]] = [[] for _ in range(args.episodes)]
+
+    async def episode(e: int) -> None:
+        messages, replies = first_messages(e), texts[e]
+        for t in range(args.turns):
+            c = await engine.generate(messages, max_tokens=args.max_tokens, stop=["\n"])
+            latencies.append(c.latency_s)
+            replies.append(c.text)
+            extend(messages, c.text, e, t)
+
+    async def main() -> float:
+        started = time.perf_counter()
+        await asyncio.gather(*(episode(e) for e in range(args.episodes)))
+        return time.perf_counter() - started
+
+    wall = asyncio.run(main())
+    after = vars(engine.stats)
+    engine.close()
+    d = {k: after[k] - before[k] for k in before}
+    return {
+        "wall_s": wall,
+        "requests": d["requests"],
+        "prompt_tokens": d["prompt_tokens"],
+        "prefilled_tokens": d["prefilled_tokens"],
+        "cached_prompt_tokens": d["cached_prompt_tokens"],
+        "completion_tokens": d["generated_tokens"],
+        "decode_steps": d["decode_steps"],
+        "mean_latency_s": statistics.mean(latencies),
+        "replies": texts,
+    }
+
+
+def run_plain_generate(args: argparse.Namespace) -> dict:
+    """Lock-step turns; each turn one padded batch of full prompts through ``generate``."""
+    engine = HFEngine(max_batch=1, prefix_cache_tokens=0)  # only to load the same model files
+    model, tok = engine.model, engine.tokenizer
+    engine.close()
+    tok.padding_side = "left"
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    conversations = [first_messages(e) for e in range(args.episodes)]
+    replies: list[list[str]] = [[] for _ in range(args.episodes)]
+    prompt_tokens = padded_tokens = completion_tokens = 0
+    turn_times: list[float] = []
+    generate_kwargs = dict(do_sample=False, stop_strings=["\n"], tokenizer=tok, pad_token_id=tok.pad_token_id)
+    with torch.inference_mode():  # warm-up: stop-string tables and first-call overheads are not timed
+        model.generate(**tok(["hi"], return_tensors="pt"), max_new_tokens=2, **generate_kwargs)
+    started = time.perf_counter()
+    with torch.inference_mode():
+        for t in range(args.turns):
+            t0 = time.perf_counter()
+            texts = [tok.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in conversations]
+            batch = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+            out = model.generate(**batch, max_new_tokens=args.max_tokens, **generate_kwargs)
+            prompt_tokens += int(batch.attention_mask.sum())
+            padded_tokens += batch.input_ids.numel()
+            for e in range(args.episodes):
+                new = out[e, batch.input_ids.shape[1] :].tolist()
+                ids = [i for i in new if i not in (tok.pad_token_id, tok.eos_token_id)]
+                completion_tokens += len(ids)
+                text = tok.decode(ids, skip_special_tokens=True).split("\n")[0]
+                replies[e].append(text)
+                extend(conversations[e], text, e, t)
+            turn_times.append(time.perf_counter() - t0)
+    wall = time.perf_counter() - started
+    return {
+        "wall_s": wall,
+        "requests": args.episodes * args.turns,
+        "prompt_tokens": prompt_tokens,
+        "prefilled_tokens": padded_tokens,
+        "cached_prompt_tokens": 0,
+        "completion_tokens": completion_tokens,
+        "decode_steps": None,
+        "mean_latency_s": statistics.mean(turn_times),
+        "replies": replies,
+    }
+
+
+VARIANTS = {
+    "a": ("HFEngine: prefix cache + continuous batching", lambda args: run_engine(args, args.prefix_cache_tokens)),
+    "b": ("plain batched model.generate, full prompts", run_plain_generate),
+    "c": ("HFEngine: batching, no prefix cache", lambda args: run_engine(args, 0)),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--episodes", type=int, default=8)
+    parser.add_argument("--turns", type=int, default=8)
+    parser.add_argument("--max-tokens", type=int, default=12)
+    parser.add_argument("--prefix-cache-tokens", type=int, default=16384)
+    parser.add_argument("--variants", default="a,b,c")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "engine.json"))
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    record_load_start = os.getloadavg()
+    results = {}
+    for key in args.variants.split(","):
+        name, run = VARIANTS[key]
+        print(f"running ({key}) {name} ...", flush=True)
+        results[key] = {"name": name, **run(args)}
+
+    header = f"{'variant':<48} {'wall s':>8} {'prompt':>8} {'prefill':>8} {'cached':>8} {'gen':>6} {'gen tok/s':>9} {'all tok/s':>9} {'lat s':>6}"
+    print("\n" + header)
+    print("-" * len(header))
+    for key, r in results.items():
+        total = r["prompt_tokens"] + r["completion_tokens"]
+        r["completion_tokens_per_s"] = r["completion_tokens"] / r["wall_s"]
+        r["served_tokens_per_s"] = total / r["wall_s"]
+        print(
+            f"({key}) {r['name']:<44} {r['wall_s']:>8.1f} {r['prompt_tokens']:>8} {r['prefilled_tokens']:>8} "
+            f"{r['cached_prompt_tokens']:>8} {r['completion_tokens']:>6} {r['completion_tokens_per_s']:>9.1f} "
+            f"{r['served_tokens_per_s']:>9.1f} {r['mean_latency_s']:>6.2f}"
+        )
+    same = len({json.dumps(r["replies"]) for r in results.values()}) == 1
+    print(f"\nall variants produced the same replies: {same}")
+    first = next(iter(results))
+    for key, r in results.items():
+        pairs = [(x, y) for ex, ey in zip(results[first]["replies"], r["replies"]) for x, y in zip(ex, ey)]
+        r["replies_equal_to_" + first] = sum(x == y for x, y in pairs)
+        if key != first:
+            print(f"({key}) replies equal to ({first})'s: {r['replies_equal_to_' + first]}/{len(pairs)}")
+    print("prefill = prompt tokens actually run through the model (b: including left padding)")
+    print("all tok/s = (prompt + generated tokens served) / wall time; lat s = mean request latency (b: per turn)")
+    if "a" in results:
+        for other in ("b", "c"):
+            if other in results:
+                print(f"speed-up of (a) over ({other}): {results[other]['wall_s'] / results['a']['wall_s']:.2f}x wall time")
+
+    record = {
+        "benchmark": "engine",
+        "args": {k: v for k, v in vars(args).items() if k != "out"},
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+            "load_avg_at_start": record_load_start,
+            "load_avg_at_end": os.getloadavg(),
+        },
+        "same_replies": same,
+        "results": {k: {kk: vv for kk, vv in r.items() if kk != "replies"} for k, r in results.items()},
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,179 @@
+"""Serve any ``LLMClient`` as an OpenAI-compatible endpoint.
+
+``compound serve`` puts the local hf engine (or any engine) behind
+``/v1/chat/completions`` and ``/v1/models``, so agents on other machines, or
+tools that only speak the OpenAI protocol, can use it through
+``OpenAIClient``. Concurrent HTTP requests become concurrent ``generate``
+calls, which the engine batches.
+
+Only what agents need is implemented: one choice (``n=1``), no streaming, text
+content (a list of ``{"type": "text"}`` parts is joined). Anything else is
+refused with a 400 that says so. It binds to loopback by default: there is no
+authentication.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from compound.llm.base import LLMClient, LLMError
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "".join(str(p.get("text", "")) for p in self.content if p.get("type") == "text")
+        return self.content or ""
+
+
+class ChatRequest(BaseModel):
+    """The subset of the OpenAI chat-completions request that engines honour."""
+
+    model_config = ConfigDict(extra="ignore")
+    model: str | None = None
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    temperature: float = Field(default=1.0, ge=0.0)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    n: int = 1
+    stream: bool = False
+
+
+def _error(status: int, message: str, kind: str = "invalid_request_error") -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": {"message": message, "type": kind, "code": status}})
+
+
+def create_app(engine: LLMClient, served_model_name: str | None = None, default_max_tokens: int = 256) -> FastAPI:
+    """A FastAPI app exposing ``engine``; the model is listed as ``served_model_name`` (default: the engine's)."""
+    name = served_model_name or engine.model_name
+    app = FastAPI(title="compound OpenAI-compatible server")
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        return {"object": "list", "data": [{"id": name, "object": "model", "created": 0, "owned_by": "compound"}]}
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request) -> JSONResponse:
+        try:
+            body = ChatRequest.model_validate(await request.json())
+        except ValidationError as exc:
+            return _error(400, f"invalid request: {exc.errors(include_url=False)}")
+        except ValueError:
+            return _error(400, "the request body is not JSON")
+        if body.model and body.model != name:
+            return _error(404, f"model {body.model!r} is not served here; this server serves {name!r}", "model_not_found")
+        if body.stream:
+            return _error(400, "streaming is not supported by this server; send stream=false")
+        if body.n != 1:
+            return _error(400, f"only n=1 is supported, got n={body.n}")
+        stop = [body.stop] if isinstance(body.stop, str) else body.stop
+        try:
+            completion = await engine.generate(
+                [{"role": m.role, "content": m.text()} for m in body.messages],
+                max_tokens=body.max_completion_tokens or body.max_tokens or default_max_tokens,
+                temperature=body.temperature,
+                stop=stop,
+                seed=body.seed,
+            )
+        except LLMError as exc:
+            return _error(400, str(exc))
+        except Exception as exc:  # the engine failed: a server error, retryable by clients
+            return _error(500, f"generation failed: {exc!r}", "server_error")
+        return JSONResponse(
+            {
+                "id": f"chatcmpl-{uuid.uuid4().hex}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": name,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": completion.text},
+                        "finish_reason": completion.finish_reason,
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": completion.prompt_tokens,
+                    "completion_tokens": completion.completion_tokens,
+                    "total_tokens": completion.prompt_tokens + completion.completion_tokens,
+                    "prompt_tokens_details": {"cached_tokens": completion.cached_prompt_tokens},
+                },
+            }
+        )
+
+    return app
+
+
+def serve(
+    engine: LLMClient,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    served_model_name: str | None = None,
+    log_level: str = "info",
+) -> None:
+    """Serve ``engine`` until interrupted (what ``compound serve`` calls)."""
+    import uvicorn
+
+    uvicorn.run(create_app(engine, served_model_name), host=host, port=port, log_level=log_level)
+
+
+@dataclass
+class BackgroundServer:
+    """A server running in a daemon thread; ``stop()`` ends it."""
+
+    url: str  # base URL including /v1
+    port: int
+    _server: Any
+    _thread: threading.Thread
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout_s)
+
+
+def serve_in_background(
+    engine: LLMClient, host: str = "127.0.0.1", port: int = 0, served_model_name: str | None = None
+) -> BackgroundServer:
+    """Start serving in a thread; ``port=0`` picks a free port. Returns once it accepts connections.
+
+    The socket is bound here, before the thread starts, so the port is known
+    and no other process can take it in between.
+    """
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise LLMError(f"cannot listen on {host}:{port}: {exc}; choose another port") from exc
+    bound_port = sock.getsockname()[1]
+    config = uvicorn.Config(create_app(engine, served_model_name), log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(
+        target=lambda: asyncio.run(server.serve(sockets=[sock])), name="compound-openai-server", daemon=True
+    )
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise LLMError(f"the server on {host}:{bound_port} did not start")
+        time.sleep(0.02)
+    return BackgroundServer(f"http://{host}:{bound_port}/v1", bound_port, server, thread)

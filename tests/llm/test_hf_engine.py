@@ -1,0 +1,112 @@
+"""The hf engine with the real embedded model: exactness of prefix reuse and batching.
+
+The reference for every greedy output is transformers' own ``generate`` on
+the full prompt, one prompt at a time.
+"""
+
+import asyncio
+
+import pytest
+import torch
+
+from compound.llm.base import LLMClient, LLMError
+
+pytestmark = pytest.mark.slow
+MAX_TOKENS = 10
+
+
+def reference_greedy(engine, messages, max_tokens=MAX_TOKENS):
+    """transformers' generate, full prompt, batch of one: the ground truth."""
+    tok, model = engine.tokenizer, engine.model
+    text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    ids = tok(text, return_tensors="pt", add_special_tokens=False)
+    with torch.inference_mode():
+        out = model.generate(**ids, max_new_tokens=max_tokens, do_sample=False)
+    return tok.decode(out[0, ids.input_ids.shape[1] :], skip_special_tokens=True)
+
+
+def test_engine_implements_the_protocol(hf_engine):
+    assert isinstance(hf_engine, LLMClient)
+    assert hf_engine.model_name == "smollm2-135m"
+
+
+async def test_prefix_reuse_gives_the_same_greedy_output_as_full_prefill(hf_engine, hf_engine_no_prefix_cache, agent_conversation):
+    hf_engine.clear_prefix_cache()
+    for turns in (0, 1, 2):  # an episode's prompts grow append-only
+        messages = agent_conversation(7, turns)
+        cached = await hf_engine.generate(messages, max_tokens=MAX_TOKENS)
+        plain = await hf_engine_no_prefix_cache.generate(messages, max_tokens=MAX_TOKENS)
+        assert plain.cached_prompt_tokens == 0
+        assert cached.text == plain.text == reference_greedy(hf_engine, messages)
+        assert cached.prompt_tokens == plain.prompt_tokens
+        if turns:
+            # everything but the new turn came from the cache
+            assert cached.cached_prompt_tokens > cached.prompt_tokens - 40
+
+
+async def test_concurrent_requests_are_batched_and_each_matches_its_own_greedy_output(hf_engine, agent_conversation):
+    conversations = [agent_conversation(e, turns) for e, turns in ((1, 0), (2, 3), (3, 1), (4, 5))]
+    steps_before = hf_engine.stats.decode_steps
+
+    async def staggered(i, messages):
+        await asyncio.sleep((0, 0, 0.3, 0.6)[i])  # two start together; two join a batch already decoding
+        return await hf_engine.generate(messages, max_tokens=MAX_TOKENS)
+
+    results = await asyncio.gather(*(staggered(i, m) for i, m in enumerate(conversations)))
+    for messages, result in zip(conversations, results):
+        assert result.text == reference_greedy(hf_engine, messages)
+    generated = sum(r.completion_tokens for r in results)
+    assert hf_engine.stats.decode_steps - steps_before < generated - len(results)  # rows shared decode steps
+
+
+async def test_stop_strings_max_tokens_and_finish_reasons(hf_engine):
+    messages = [{"role": "user", "content": "Describe a kitchen in one long sentence."}]
+    full = await hf_engine.generate(messages, max_tokens=12)
+    assert full.finish_reason == "length" and full.completion_tokens == 12
+    words = full.text.split()
+    assert len(words) >= 4
+    stop = " " + words[3]  # a stop string the model is known to produce, mid-answer
+    stopped = await hf_engine.generate(messages, max_tokens=12, stop=["<never>", stop])
+    assert stopped.finish_reason == "stop"
+    assert stopped.text == full.text[: full.text.index(stop)]
+    assert stopped.completion_tokens < 12
+
+
+async def test_sampling_is_reproducible_with_a_seed(hf_engine):
+    messages = [{"role": "user", "content": "Write a made-up word."}]
+    a = await hf_engine.generate(messages, max_tokens=8, temperature=1.5, seed=123)
+    b = await hf_engine.generate(messages, max_tokens=8, temperature=1.5, seed=123)
+    others = [await hf_engine.generate(messages, max_tokens=8, temperature=1.5, seed=s) for s in (1, 2, 3)]
+    assert a.text == b.text
+    assert any(o.text != a.text for o in others)
+
+
+async def test_bad_requests_raise_llm_error(hf_engine):
+    with pytest.raises(LLMError, match="at least one message"):
+        await hf_engine.generate([])
+    with pytest.raises(LLMError, match="max_tokens"):
+        await hf_engine.generate([{"role": "user", "content": "hi"}], max_tokens=0)
+    with pytest.raises(LLMError, match="context"):
+        await hf_engine.generate([{"role": "user", "content": "word " * 9000}], max_tokens=4)
+    ok = await hf_engine.generate([{"role": "user", "content": "Say hi."}], max_tokens=2)
+    assert ok.completion_tokens >= 1  # the engine survives bad requests
+
+
+async def test_closed_engine_refuses_requests():
+    from compound.llm.hf import HFEngine
+
+    engine = HFEngine(max_batch=1)
+    await engine.aclose()
+    with pytest.raises(LLMError, match="closed"):
+        await engine.generate([{"role": "user", "content": "hi"}])
+
+
+async def test_a_caller_that_gives_up_frees_its_batch_row(hf_engine):
+    messages = [{"role": "user", "content": "Write a very long story about a dragon."}]
+    before = hf_engine.stats.generated_tokens
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(hf_engine.generate(messages, max_tokens=400), timeout=1.0)
+    after = await hf_engine.generate([{"role": "user", "content": "Say hi."}], max_tokens=3)
+    assert after.completion_tokens >= 1
+    assert hf_engine.stats.generated_tokens - before < 200  # the abandoned row stopped early
+    assert len(hf_engine._runner.batch) == 0
