@@ -49,6 +49,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         run_dir = Path(args.out) if args.out else Path(cfg.out_root) / f"{cfg.name}-{stamp}"
         if (run_dir / "trajectories.parquet").exists():
             return _fail(f"{run_dir} already holds a run; use --resume {run_dir} to continue it or pick another --out", EXIT_BAD_CONFIG)
+    _check_env_id(cfg)
     from compound.distributed.driver import run
     from compound.distributed.scheduler import EpisodeFailed
 
@@ -61,6 +62,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     print((run_dir / "summary.md").read_text())
     print(f"compound: done in {result.wall_time_s:.0f} s; results in {run_dir}", file=sys.stderr)
     return 0
+
+
+def _check_env_id(cfg) -> None:
+    """Name an unknown environment before Ray and the model start, not minutes later."""
+    import difflib
+
+    from compound.envs import load_plugins, specs
+
+    load_plugins(cfg.env.plugins)
+    known = specs()
+    if cfg.env.id not in known:
+        close = difflib.get_close_matches(cfg.env.id, list(known), n=3)
+        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise ConfigError(f"env.id: unknown environment {cfg.env.id!r}{hint} (`compound envs` lists them)")
 
 
 def cmd_envs(args: argparse.Namespace) -> int:

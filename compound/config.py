@@ -83,7 +83,7 @@ class CurationConfig(_Section):
     segment_growth: float = Field(2.0, ge=1.0, le=16.0, description="Each next segment is this many times the previous one.")
     trial_selection: bool = Field(True, description="DB-curation: at each segment end the worst trial takes a copy of the best.")
     exemplar_curation: bool = Field(False, description="After training keep per task the highest-utility trajectory across trials.")
-    diversity_clusters: int = Field(0, ge=0, description="Cluster-based diversity: k-means clusters over stored trajectories (0 = off).")
+    diversity_clusters: int = Field(0, ge=0, description="Cluster-based diversity: k-means into this many clusters over the final store and keep the best of each, so it holds at most this many trajectories covering different strategies (0 = off).")
 
 
 class DistributedConfig(_Section):
@@ -262,3 +262,25 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
 def dump_config(cfg: RunConfig) -> str:
     """The resolved configuration as YAML (written into every run directory)."""
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+def reference_markdown() -> str:
+    """The configuration reference (README), generated from the models so it cannot drift."""
+    lines: list[str] = []
+    top = [(name, f) for name, f in RunConfig.model_fields.items() if not _is_section(f.annotation)]
+    lines += ["| key | default | meaning |", "|---|---|---|"]
+    lines += [_reference_row(name, f) for name, f in top]
+    for name, f in RunConfig.model_fields.items():
+        if _is_section(f.annotation):
+            lines += ["", f"**`{name}:`**", "", "| key | default | meaning |", "|---|---|---|"]
+            lines += [_reference_row(f"{name}.{k}", sub) for k, sub in f.annotation.model_fields.items()]
+    return "\n".join(lines)
+
+
+def _is_section(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _reference_row(key: str, field: Any) -> str:
+    default = field.get_default(call_default_factory=True)
+    return f"| `{key}` | `{default!r}` | {field.description or ''} |"

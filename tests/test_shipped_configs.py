@@ -31,3 +31,11 @@ def test_quickstart_is_the_readme_main_job():
     assert "make quickstart" in readme and "make test" in readme
     makefile = (ROOT / "Makefile").read_text()
     assert "configs/quickstart.yaml" in makefile
+
+
+def test_readme_configuration_reference_is_current():
+    from compound.config import reference_markdown
+
+    assert reference_markdown() in (ROOT / "README.md").read_text(), (
+        "README's configuration reference is stale: paste compound.config.reference_markdown() into it"
+    )

@@ -1,0 +1,52 @@
+"""The command line as a user meets it: subprocesses, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def compound(*args: str, cwd: Path = ROOT, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "compound.cli", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_envs_lists_every_suite():
+    out = compound("envs")
+    assert out.returncode == 0, out.stderr
+    ids = [line.split()[0] for line in out.stdout.splitlines()]
+    for expected in ["twx/coin", "twx/peckingorder", "sciworld/boil", "sql/spider-compound", "wordcraft", "operators/numpy", "alfworld/all"]:
+        assert expected in ids
+    assert len([i for i in ids if i.startswith("twx/")]) == 8
+    assert len([i for i in ids if i.startswith("sciworld/") and i != "sciworld/all"]) == 30
+
+
+def test_doctor_passes_on_an_installed_machine():
+    out = compound("doctor")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "all required checks passed" in out.stdout
+
+
+@pytest.mark.parametrize(
+    "args, code, needle",
+    [
+        (["run", "--config", "configs/quickstart.yaml", "--set", "env.id=twx/con"], 2, "did you mean 'twx/coin'"),
+        (["run", "--config", "configs/quickstart.yaml", "--set", "agent.max_steps=0"], 2, "agent.max_steps"),
+        (["run"], 2, "--config"),
+        (["run", "--resume", "/nonexistent/run"], 2, "no config.yaml"),
+        (["library", "export", "/nonexistent/run"], 1, "/nonexistent/run"),
+    ],
+)
+def test_user_mistakes_get_one_line_and_no_traceback(args, code, needle):
+    out = compound(*args)
+    assert out.returncode == code, out.stderr
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
+    assert needle in lines[0]
