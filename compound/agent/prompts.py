@@ -1,0 +1,169 @@
+"""Every piece of prompt text the agent sends, in one place.
+
+Prompt tokens are the cost on CPU (~330 tokens/s of prefill), and the engines
+reuse the key/value cache of any prefix a new request shares with an earlier
+one. So the prompt of one episode is laid out to grow only at its end:
+
+    system     INSTRUCTIONS + whole-episode examples + "Goal: ..." (+ "Plan: ...")
+    user       turn 1: the observation + "Choose one action from: ..."
+    assistant  action 1
+    user       turn 2 ...                       <- each request adds one turn
+
+The plan is asked for with the system text *without* its plan line plus one
+user message (``plan_request``), so the planning request shares the whole
+system prefix up to the goal with every later request. What changes every
+step and is not worth keeping (the paper's per-step "flex" examples) goes at
+the end of the newest user message only, after the part kept in history, and
+is dropped from history afterwards. Texts are short on purpose: the model is
+small and every token is paid for, at every step, by every episode.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from compound.curation.base import Example
+from compound.types import Step
+
+INSTRUCTIONS = "You play a text game to reach a goal. Each turn, choose one of the listed actions."
+"""Short on purpose. Measured with SmolLM2-135M on TextWorldExpress coin (20
+states, greedy): this wording with ``format_actions``'s "Choose one action
+from: a, b, c." at the end of the turn gave an offered action (valid or
+mapped) in 15/20 states; a longer "reply with exactly one action, copied from
+the valid actions, and nothing else" and an "Obs:/Valid actions:" layout gave
+3/12, and adding "Answer with the action only." 2/20."""
+
+MAX_ACTIONS_SHOWN = 40
+"""Most valid actions listed per turn. TextWorldExpress offers ~5-25, ALFWorld
+up to ~50; past this the prompt grows faster than the choice improves. The
+first ones in the environment's order are shown, with a count of the rest."""
+
+EXAMPLE_OBS_CHARS = 300
+"""Observations inside examples are clipped to this many characters: examples
+are there to show *what was done*; the agent's own observations stay whole."""
+
+PLAN_STOP = ("\n\n",)
+REASONING_STOP = ("\n",)
+ACTION_STOP = ("\n",)
+REASONING_MAX_TOKENS = 40
+"""Default budget for one reasoning sentence (AgentConfig has no field for it yet)."""
+
+ACTIONS_LEAD = "Choose one action from: "
+REASONING_CUE = "First think: in one short sentence, what should you do next?"
+ACTION_CUE = "Now choose one of the listed actions."
+_FLEX_ACTION_CUE = "Now choose one listed action for the observation above."
+_FLEX_REASONING_CUE = "For the observation above, first think: in one short sentence, what should you do next?"
+
+
+# ---------------------------------------------------------------- system
+def system_prompt(goal: str, plan: str = "", episode_examples: Sequence[Example] = ()) -> str:
+    """Instructions, whole solved episodes (``examples="episode"``), the goal and the plan.
+
+    Called once without the plan (for the planning request) and once with it;
+    the two texts are equal up to the end of the goal, so the second request
+    reuses the first one's cache.
+    """
+    parts = [INSTRUCTIONS]
+    if episode_examples:
+        parts.append("Solved examples:\n" + "\n\n".join(format_episode(i + 1, ex) for i, ex in enumerate(episode_examples)))
+    task = f"Your task. Goal: {goal.strip()}"
+    if plan.strip():
+        task += f"\nPlan: {plan.strip()}"
+    parts.append(task)
+    return "\n\n".join(parts)
+
+
+def format_episode(number: int, example: Example) -> str:
+    """One solved trajectory, compact: goal, plan, then ``Obs:``/``Act:`` lines."""
+    head = f"Example {number}. Goal: {example.goal.strip()}"
+    if example.plan.strip():
+        head += f"\nPlan: {example.plan.strip()}"
+    return head + "\n" + format_steps(example.steps)
+
+
+def format_steps(steps: Sequence[Step]) -> str:
+    lines = []
+    for step in steps:
+        lines.append(f"Obs: {clip(step.observation, EXAMPLE_OBS_CHARS)}")
+        if step.reasoning.strip():
+            lines.append(f"Think: {step.reasoning.strip()}")
+        lines.append(f"Act: {step.action}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- plan
+def plan_request(observation: str, plan_examples: Sequence[Example] = ()) -> str:
+    """The one user message that asks for the plan (flex: after plans that worked)."""
+    parts = []
+    if plan_examples:
+        parts.append(
+            "Plans that worked for similar tasks:\n"
+            + "\n".join(f"Goal: {ex.goal.strip()}\nPlan: {ex.plan.strip()}" for ex in plan_examples)
+        )
+    parts.append(f"Obs: {observation.strip()}\nWrite a short plan for your goal: at most 3 numbered steps.")
+    return "\n\n".join(parts)
+
+
+def clean_plan(text: str, max_lines: int = 5) -> str:
+    """The model's plan without blank lines or a "Plan:" label, at most ``max_lines`` lines."""
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    if lines and lines[0].lower().startswith("plan:"):
+        lines[0] = lines[0][5:].strip()
+    return "\n".join(ln for ln in lines[:max_lines] if ln)
+
+
+# ---------------------------------------------------------------- steps
+def format_actions(valid_actions: Sequence[str] | None, limit: int = MAX_ACTIONS_SHOWN) -> str:
+    """``"Choose one action from: a, b, c."`` (at most ``limit``, then "(+N more)"); ``""`` when none are listed.
+
+    >>> format_actions(["move north", "take coin", "look"], limit=2)
+    'Choose one action from: move north, take coin (+1 more).'
+    """
+    if not valid_actions:
+        return ""
+    text = ACTIONS_LEAD + ", ".join(valid_actions[:limit])
+    if len(valid_actions) > limit:
+        text += f" (+{len(valid_actions) - limit} more)"
+    return text + "."
+
+
+def user_turn(
+    observation: str,
+    valid_actions: Sequence[str] | None,
+    *,
+    reasoning: bool,
+    step_examples: Sequence[Example] = (),
+) -> str:
+    """One step's user message. Without ``step_examples`` it is also the form kept in history.
+
+    With flex ``step_examples`` the examples come after the observation and
+    action lines, so the form kept in history starts like the text that was
+    sent and the cache covers the observation either way.
+    """
+    text = observation.strip()
+    actions = format_actions(valid_actions)
+    if actions:
+        text += "\n\n" + actions
+    if step_examples:
+        text += "\n\nSimilar steps from solved tasks:\n" + "\n\n".join(
+            f"[Goal: {ex.goal.strip()}]\n{format_steps(ex.steps)}" for ex in step_examples
+        )
+        text += "\n\n" + (_FLEX_REASONING_CUE if reasoning else _FLEX_ACTION_CUE)
+    elif reasoning:
+        text += "\n" + REASONING_CUE
+    return text
+
+
+def clean_reasoning(text: str) -> str:
+    """The first non-empty line of the model's reasoning, without a "Think:"-style label."""
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    for label in ("think:", "thought:", "reasoning:"):
+        if line.lower().startswith(label):
+            return line[len(label) :].strip()
+    return line
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` on one line, cut to ``limit`` characters (with "...") when longer."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: max(0, limit - 3)].rstrip() + "..."
