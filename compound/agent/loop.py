@@ -124,12 +124,15 @@ async def run_episode(
                 retriever.plan_examples(goal=goal, category=task.category, k=cfg.k_plan, exclude_task=exclude)
             )
         request = [
-            system(prompts.system_prompt(goal, "", episode_examples)),
+            system(prompts.system_prompt(goal)),
+            *prompts.demonstration(episode_examples),
             user(prompts.plan_request(observation.text, plan_examples)),
         ]
         plan = prompts.clean_plan(await call(request, max_tokens=cfg.plan_max_tokens, stop=prompts.PLAN_STOP))
 
-    transcript = Transcript(prompts.system_prompt(goal, plan, episode_examples), cfg.history_steps)
+    transcript = Transcript(
+        prompts.system_prompt(goal, plan), cfg.history_steps, preamble=prompts.demonstration(episode_examples)
+    )
     reasoning_tokens = int(getattr(cfg, "reasoning_max_tokens", prompts.REASONING_MAX_TOKENS))
     steps: list[Step] = []
     result: StepResult | None = None

@@ -42,7 +42,7 @@ def kept_after_trim(history_steps: int) -> int:
 
 
 class Transcript:
-    """System message + the last steps' messages; ``request`` adds the current step's.
+    """System message, a fixed preamble, the last steps' messages; ``request`` adds the current step's.
 
     >>> t = Transcript("sys", history_steps=2)
     >>> t.commit([user("o1"), assistant("a1")])
@@ -50,10 +50,11 @@ class Transcript:
     ['sys', 'o1', 'a1', 'o2']
     """
 
-    def __init__(self, system_text: str, history_steps: int) -> None:
+    def __init__(self, system_text: str, history_steps: int, preamble: Sequence[Message] = ()) -> None:
         if history_steps < 1:
             raise ValueError(f"history_steps must be >= 1, got {history_steps}")
         self._system = system(system_text)
+        self._preamble = tuple(preamble)  # demonstrations: never trimmed
         self._steps: list[tuple[Message, ...]] = []
         self.history_steps = history_steps
         self.trims = 0
@@ -64,7 +65,7 @@ class Transcript:
 
     def request(self, *current: Message) -> list[Message]:
         """The messages to send: system, kept steps, then ``current`` (a new list each call)."""
-        messages = [self._system]
+        messages = [self._system, *self._preamble]
         for group in self._steps:
             messages.extend(group)
         messages.extend(current)

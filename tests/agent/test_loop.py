@@ -209,7 +209,7 @@ async def test_empty_goal_falls_back_to_first_observation() -> None:
 
 
 @pytest.mark.parametrize("reasoning", [False, True])
-async def test_episode_examples_once_in_system_and_recorded(reasoning: bool) -> None:
+async def test_episode_examples_shown_as_earlier_turns_and_recorded(reasoning: bool) -> None:
     env = CorridorEnv(length=3)
     task = env.tasks("train")[0]
     retriever = make_retriever(task)
@@ -220,7 +220,10 @@ async def test_episode_examples_once_in_system_and_recorded(reasoning: bool) -> 
     assert retriever.calls[0][1] == dict(goal=task.goal, category="coin", k=2, exclude_task=task.key)
     assert traj.example_ids == ("A", "B") and traj.example_set_version == 7
     for request in llm.requests:
-        assert "goal A" in request[0]["content"] and "goal B" in request[0]["content"]
+        # the demonstrations follow the system message as user/assistant turns, in every request
+        demo = [m["content"] for m in request[1:]]
+        assert any("goal A" in c for c in demo) and any("goal B" in c for c in demo)
+        assert request[1]["role"] == "user" and request[2]["role"] == "assistant"
         assert not any("SELF" in m["content"] or "the task itself" in m["content"] for m in request)
     assert traj.success
     if reasoning:
