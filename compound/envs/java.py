@@ -24,7 +24,9 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 from compound.envs.base import EnvError
 
@@ -127,3 +129,35 @@ def ensure_java() -> str:
 def clear_java_cache() -> None:
     """Forget the cached choice (for tests that change ``PATH``)."""
     _find_java.cache_clear()
+
+
+JVM_EXIT_TIMEOUT_S = 10.0
+
+
+def stop_py4j_java(client: Any) -> None:
+    """Close a py4j-backed simulator (TextWorldExpress, ScienceWorld) and wait for its JVM to exit.
+
+    Both packages start ``java`` through a py4j gateway and close it without
+    waiting, which leaks JVMs when many environments come and go. Here the
+    client is asked to close, then its process is waited for (killed if it
+    hangs past ``JVM_EXIT_TIMEOUT_S``) and its pipes are closed.
+    """
+    process = getattr(getattr(client, "_gateway", None), "java_process", None)
+    try:
+        client.close()
+    except Exception:  # a JVM that already died cannot be asked to stop
+        pass
+    if process is None:
+        return
+    if sys.is_finalizing():
+        # py4j's daemon thread may hold the process's wait lock forever now; don't wait on it.
+        process.kill()
+        return
+    try:
+        process.wait(timeout=JVM_EXIT_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    for pipe in (process.stdin, process.stdout, process.stderr):
+        if pipe is not None:
+            pipe.close()

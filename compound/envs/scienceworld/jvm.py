@@ -9,15 +9,12 @@ JVM's memory, and wait for the JVM to be gone when asked to close.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import threading
 from typing import Any
 
 from compound.envs.base import EnvError
-from compound.envs.java import ensure_java
+from compound.envs.java import ensure_java, stop_py4j_java
 
-_JVM_EXIT_TIMEOUT_S = 10.0
 DEFAULT_JVM_HEAP_MB = 512
 """Heap cap for each simulator JVM, with the serial collector (one GC thread).
 
@@ -59,22 +56,4 @@ def start_simulator(heap_mb: int | None) -> Any:
 
 def stop_simulator(sw: Any) -> None:
     """Shut one simulator's JVM down and wait for it to exit (killing it if it hangs)."""
-    process = sw._gateway.java_process
-    try:
-        sw.close()  # py4j shutdown, then a newline on stdin: the JVM's signal to exit
-    except Exception:  # a JVM that already died cannot be asked to stop
-        pass
-    if process is None:
-        return
-    if sys.is_finalizing():
-        # py4j's daemon thread may hold the process's wait lock forever now; don't wait on it.
-        process.kill()
-        return
-    try:
-        process.wait(timeout=_JVM_EXIT_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-    for pipe in (process.stdin, process.stdout, process.stderr):
-        if pipe is not None:
-            pipe.close()
+    stop_py4j_java(sw)

@@ -19,12 +19,11 @@ carries the score itself.
 from __future__ import annotations
 
 import re
-import subprocess
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from compound.envs.base import SPLITS, EnvError
-from compound.envs.java import ensure_java
+from compound.envs.java import ensure_java, stop_py4j_java
 from compound.envs.textworld_express.games import (
     DEFAULT_SPLIT_SIZES,
     check_game,
@@ -36,7 +35,6 @@ from compound.envs.textworld_express.games import (
 )
 from compound.types import Observation, StepResult, Task
 
-_JVM_EXIT_TIMEOUT_S = 10.0
 
 
 def compact_text(text: str) -> str:
@@ -192,19 +190,7 @@ class TWXEnv:
         self._episode = None
         if twx is None:
             return
-        process = twx._gateway.java_process
-        try:
-            twx.close()
-        except Exception:  # a JVM that already died cannot be asked to stop
-            pass
-        try:
-            process.wait(timeout=_JVM_EXIT_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        for pipe in (process.stdin, process.stdout, process.stderr):
-            if pipe is not None:
-                pipe.close()
+        stop_py4j_java(twx)
 
     def __enter__(self) -> "TWXEnv":
         return self
