@@ -83,7 +83,9 @@ class Step:
 
     ``observation`` is the text the agent acted on (the observation *before*
     the action); ``raw_action`` is what the model wrote, ``action`` what was
-    sent to the environment.
+    sent to the environment. ``valid_actions`` are the actions the agent was
+    offered at this step, as shown to it: a stored success replayed as a
+    demonstration shows the choice it made, not only the answer.
     """
 
     observation: str
@@ -92,6 +94,7 @@ class Step:
     raw_action: str = ""
     action_status: ActionStatus = "valid"
     reward: float = 0.0
+    valid_actions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -182,6 +185,7 @@ STEP_TYPE = pa.struct(
         ("raw_action", pa.string()),
         ("action_status", pa.string()),
         ("reward", pa.float64()),
+        ("valid_actions", pa.list_(pa.string())),
     ]
 )
 
@@ -210,7 +214,7 @@ TRAJECTORY_SCHEMA = pa.schema(
         ("reward", pa.float64()),
         ("phase", pa.string()),
     ],
-    metadata={"compound.schema": "trajectory/1"},
+    metadata={"compound.schema": "trajectory/2"},
 )
 
 _STEP_FIELDS = [f.name for f in STEP_TYPE]
@@ -218,14 +222,17 @@ _STEP_FIELDS = [f.name for f in STEP_TYPE]
 
 def trajectory_to_row(t: Trajectory) -> dict[str, Any]:
     row = {name: getattr(t, name) for name in TRAJECTORY_SCHEMA.names}
-    row["steps"] = [{k: getattr(s, k) for k in _STEP_FIELDS} for s in t.steps]
+    row["steps"] = [{**{k: getattr(s, k) for k in _STEP_FIELDS}, "valid_actions": list(s.valid_actions)} for s in t.steps]
     row["example_ids"] = list(t.example_ids)
     return row
 
 
 def trajectory_from_row(row: Mapping[str, Any]) -> Trajectory:
     values = dict(row)
-    values["steps"] = tuple(Step(**{k: s[k] for k in _STEP_FIELDS}) for s in row["steps"] or ())
+    values["steps"] = tuple(
+        Step(**{**{k: s[k] for k in _STEP_FIELDS}, "valid_actions": tuple(s["valid_actions"] or ())})
+        for s in row["steps"] or ()
+    )
     values["example_ids"] = tuple(row["example_ids"] or ())
     return Trajectory(**{name: values[name] for name in TRAJECTORY_SCHEMA.names})
 

@@ -42,7 +42,13 @@ FLOATS = st.floats(allow_nan=False)  # includes 0.0, -0.0, negatives, subnormals
 AWKWARD_TEXTS = ["", "\n", "\r\n", "a\nb\n\n", "\t tab", "\x00nul", "é中🙂", "\u2028line sep", " "]
 TEXT = st.one_of(st.sampled_from(AWKWARD_TEXTS), st.text(max_size=40))  # st.text excludes lone surrogates
 
-STRATEGY_BY_TYPE = {str: TEXT, bool: st.booleans(), int: INT64, float: FLOATS}
+STRATEGY_BY_TYPE = {
+    str: TEXT,
+    bool: st.booleans(),
+    int: INT64,
+    float: FLOATS,
+    tuple[str, ...]: st.lists(TEXT, max_size=4).map(tuple),
+}
 
 
 def _every_field(cls: type, **special: st.SearchStrategy) -> st.SearchStrategy:
@@ -99,7 +105,7 @@ def test_trajectories_round_trip_through_parquet_losslessly(trajectories: list[T
     table = pq.read_table(path)
 
     assert table.schema.equals(TRAJECTORY_SCHEMA, check_metadata=False)
-    assert table.schema.metadata[b"compound.schema"] == b"trajectory/1"
+    assert table.schema.metadata[b"compound.schema"] == b"trajectory/2"
     assert from_arrow(table) == trajectories
     path.unlink()
 

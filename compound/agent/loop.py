@@ -125,13 +125,13 @@ async def run_episode(
             )
         request = [
             system(prompts.system_prompt(goal)),
-            *prompts.demonstration(episode_examples),
+            *prompts.demonstration(episode_examples, goal),
             user(prompts.plan_request(observation.text, plan_examples)),
         ]
         plan = prompts.clean_plan(await call(request, max_tokens=cfg.plan_max_tokens, stop=prompts.PLAN_STOP))
 
     transcript = Transcript(
-        prompts.system_prompt(goal, plan), cfg.history_steps, preamble=prompts.demonstration(episode_examples)
+        prompts.system_prompt(goal, plan), cfg.history_steps, preamble=prompts.demonstration(episode_examples, goal)
     )
     reasoning_tokens = int(getattr(cfg, "reasoning_max_tokens", prompts.REASONING_MAX_TOKENS))
     steps: list[Step] = []
@@ -205,4 +205,5 @@ def _step(
         raw_action=raw,
         action_status=status,
         reward=float(result.reward),
+        valid_actions=tuple((observation.valid_actions or ())[: prompts.MAX_ACTIONS_SHOWN]),
     )

@@ -64,25 +64,25 @@ def system_prompt(goal: str, plan: str = "") -> str:
     return text + (f"\nPlan: {plan.strip()}" if plan.strip() else "")
 
 
-def demonstration(examples: Sequence[Example]) -> list[Message]:
-    """Whole solved episodes (``examples="episode"``) as earlier chat turns.
+def demonstration(examples: Sequence[Example], goal: str = "") -> list[Message]:
+    """Whole solved episodes (``examples="episode"``) as earlier chat turns, in the live format.
 
-    A small chat model imitates what it sees its assistant role do: shown as
-    ``user: observation / assistant: action`` turns, a solved episode is
-    copied in form and often in content. Measured with SmolLM2-135M on
-    TextWorldExpress coin (16 dev games, 4 rooms, greedy): the same solved
-    episode written as "Obs:/Act:" lines inside the system message made the
-    model echo observations (0/16 solved, all 160 actions invalid); as turns,
-    4/16 solved against 3/16 with no example. Moving the goal from the system
-    message into the first user turn (to mirror the demonstration) cost the
-    no-example agent its valid actions (3/16 -> 0/16), so the goal stays in
-    the system message.
+    A small chat model imitates what it sees its assistant role do, so each
+    solved step is shown exactly as a live turn is (observation, then the
+    actions that were offered) with the action chosen as the assistant's
+    reply. An example whose goal differs from ``goal`` opens with it.
+    Measured with SmolLM2-135M on TextWorldExpress coin (16 dev games,
+    4 rooms, greedy, one solved 3-step episode): as "Obs:/Act:" text in the
+    system message the model echoed observations (0/16 solved, every action
+    invalid); as turns without the offered actions it copied the example's
+    moves whether offered or not (4/16); as live-format turns 8/16, against
+    3/16 with no example.
     """
     messages: list[Message] = []
     for ex in examples:
         for i, step in enumerate(ex.steps):
-            text = clip(step.observation, EXAMPLE_OBS_CHARS)
-            if i == 0:
+            text = user_turn(step.observation, step.valid_actions or None, reasoning=False)
+            if i == 0 and ex.goal.strip() != goal.strip():
                 text = f"Goal: {ex.goal.strip()}\n{text}"
             messages.append({"role": "user", "content": text})
             messages.append({"role": "assistant", "content": step.action})
