@@ -49,7 +49,11 @@ class LLMConfig(_Section):
     base_url: str | None = Field(None, description="openai engine: the endpoint, e.g. http://127.0.0.1:8000/v1.")
     api_key_env: str = Field("OPENAI_API_KEY", description="openai engine: the environment variable holding the API key.")
     max_tokens: int = Field(24, ge=1, le=32768, description="Most tokens generated per call.")
-    temperature: float = Field(0.0, ge=0.0, le=2.0, description="Sampling temperature; 0 is greedy.")
+    temperature: float = Field(0.0, ge=0.0, le=2.0, description="Sampling temperature of evaluation episodes (and of training ones unless train_temperature is set); 0 is greedy.")
+    train_temperature: float | None = Field(
+        None, ge=0.0, le=2.0,
+        description="Sampling temperature of training episodes: exploration finds successes greedy decoding never reaches (null = temperature).",
+    )
     max_batch: int = Field(8, ge=1, le=1024, description="hf engine: most requests decoded together.")
     max_wait_ms: float = Field(15.0, ge=0.0, le=10000.0, description="hf engine: how long to wait to fill a batch.")
     num_engines: int = Field(1, ge=1, description="Engine actors to start (one per GPU for vllm).")

@@ -15,8 +15,9 @@ Examples (``cfg.examples``):
   the paper's loop, examples are retrieved *before* the agent reasons at the
   current step, so they can guide that reasoning). Without reasoning it is
   always the current observation.
-- ``"episode"``: ``k_episode`` whole successes, chosen once, in the system
-  message, so every request of the episode shares one cached prefix.
+- ``"episode"``: ``k_episode`` whole successes, chosen once and shown as
+  earlier chat turns right after the system message (``prompts.demonstration``),
+  so every request of the episode shares one cached prefix.
 - ``"none"``: no examples (the baseline).
 
 The task being attempted is always excluded (``exclude_task=task.key``).

@@ -40,7 +40,7 @@ MAX_ACTIONS_SHOWN = 40
 up to ~50; past this the prompt grows faster than the choice improves. The
 first ones in the environment's order are shown, with a count of the rest."""
 
-EXAMPLE_OBS_CHARS = 300
+EXAMPLE_OBS_CHARS = 600
 """Observations inside examples are clipped to this many characters: examples
 are there to show *what was done*; the agent's own observations stay whole."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from compound.config import LLMConfig
 from compound.types import Task
 
 TRAIN = "train"
@@ -43,3 +44,10 @@ def episode_seed(run_seed: int, phase: str, trial: int, task_key: str, attempt: 
 
 def make_spec(run_seed: int, phase: str, trial: int, task: Task, attempt: int = 0) -> EpisodeSpec:
     return EpisodeSpec(phase, trial, task, attempt, episode_seed(run_seed, phase, trial, task.key, attempt))
+
+
+def episode_temperature(llm: LLMConfig, spec: EpisodeSpec) -> float:
+    """Training may explore (``llm.train_temperature``); evaluation always uses ``llm.temperature``."""
+    if spec.learn and llm.train_temperature is not None:
+        return llm.train_temperature
+    return llm.temperature

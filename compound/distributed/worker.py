@@ -18,7 +18,7 @@ from compound.config import RunConfig
 from compound.curation import make_embedder, make_retriever
 from compound.curation.base import NoExamples, Retriever
 from compound.distributed.engines import RemoteLLM, engine_kwargs
-from compound.distributed.episodes import EVAL_NONE, EpisodeSpec
+from compound.distributed.episodes import EVAL_NONE, EpisodeSpec, episode_temperature
 from compound.envs import Env, load_plugins, make
 from compound.types import ExampleSet, Trajectory
 from compound.distributed.runtime import quiet_actor_logging
@@ -115,7 +115,7 @@ class AgentWorker:
                 attempt=spec.attempt,
                 seed=spec.seed,
                 max_tokens=cfg.llm.max_tokens,
-                temperature=cfg.llm.temperature,
+                temperature=episode_temperature(cfg.llm, spec),
             )
         finally:
             self.envs.release(env)
