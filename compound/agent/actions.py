@@ -88,6 +88,19 @@ def parse_action(text: str) -> str:
     return _clean(chosen)
 
 
+def parse_code(text: str) -> str:
+    """A program from a model's reply, newlines kept: the first fenced block, else the reply.
+
+    >>> parse_code("Here:\n```python\ndef f(x):\n    return x\n```")
+    'def f(x):\n    return x'
+    """
+    fenced = _FENCE.search(text)
+    if fenced and fenced.group(1).strip():
+        return fenced.group(1).strip("\n")
+    body = text.strip()
+    return body.removeprefix("```python").removeprefix("```").strip("\n")
+
+
 def _clean(line: str) -> str:
     previous = None
     while previous != line:  # labels, markers and quotes can nest: '- Action: "x"'

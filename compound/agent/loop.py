@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from compound.agent import prompts
-from compound.agent.actions import match_action, parse_action
+from compound.agent.actions import match_action, parse_action, parse_code
 from compound.agent.transcript import Transcript, assistant, system, user
 from compound.config import AgentConfig
 from compound.curation.base import Example, Retriever
@@ -110,6 +110,8 @@ async def run_episode(
     observation = env.reset(task)
     goal = task.goal.strip() or observation.text
     exclude = task.key
+    action_kind = getattr(env, "action_kind", "line")
+    lead = prompts.instructions(action_kind, bool(observation.valid_actions))
 
     episode_examples: list[Example] = []
     if mode == "episode" and cfg.k_episode > 0:
@@ -125,14 +127,14 @@ async def run_episode(
                 retriever.plan_examples(goal=goal, category=task.category, k=cfg.k_plan, exclude_task=exclude)
             )
         request = [
-            system(prompts.system_prompt(goal)),
+            system(prompts.system_prompt(goal, lead=lead)),
             *prompts.demonstration(episode_examples, goal),
             user(prompts.plan_request(observation.text, plan_examples)),
         ]
         plan = prompts.clean_plan(await call(request, max_tokens=cfg.plan_max_tokens, stop=prompts.PLAN_STOP))
 
     transcript = Transcript(
-        prompts.system_prompt(goal, plan), cfg.history_steps, preamble=prompts.demonstration(episode_examples, goal)
+        prompts.system_prompt(goal, plan, lead), cfg.history_steps, preamble=prompts.demonstration(episode_examples, goal)
     )
     reasoning_tokens = int(getattr(cfg, "reasoning_max_tokens", prompts.REASONING_MAX_TOKENS))
     steps: list[Step] = []
@@ -159,9 +161,13 @@ async def run_episode(
             reasoning = prompts.clean_reasoning(text)
             last_reasoning = reasoning or last_reasoning
             thought = [assistant(reasoning), user(prompts.ACTION_CUE)]
-        raw = await call(transcript.request(sent_turn, *thought), max_tokens=max_tokens, stop=prompts.ACTION_STOP)
+        raw = await call(transcript.request(sent_turn, *thought), max_tokens=max_tokens,
+                         stop=prompts.action_stop(action_kind))
 
-        action, status = match_action(parse_action(raw), observation.valid_actions)
+        if action_kind == "code":
+            action, status = parse_code(raw), "valid"
+        else:
+            action, status = match_action(parse_action(raw), observation.valid_actions)
         result = env.step(action)
         steps.append(_step(observation, action, reasoning, raw, status, result))
         transcript.commit([kept_turn, *thought, assistant(action)])

@@ -44,6 +44,22 @@ EXAMPLE_OBS_CHARS = 600
 """Observations inside examples are clipped to this many characters: examples
 are there to show *what was done*; the agent's own observations stay whole."""
 
+FREE_INSTRUCTIONS = "You act in an environment to reach a goal. Each turn, reply with one action and nothing else."
+CODE_INSTRUCTIONS = "You write code to reach a goal. Each turn, reply with the complete code in one ```python block."
+
+
+def instructions(action_kind: str, actions_listed: bool) -> str:
+    """Line actions from a list (text games), free-form line actions (SQL), or whole programs (operators)."""
+    if action_kind == "code":
+        return CODE_INSTRUCTIONS
+    return INSTRUCTIONS if actions_listed else FREE_INSTRUCTIONS
+
+
+def action_stop(action_kind: str) -> tuple[str, ...]:
+    """A line action ends at the newline; a program at the end of its fenced block."""
+    return ("\n```\n",) if action_kind == "code" else ACTION_STOP
+
+
 PLAN_STOP = ("\n\n",)
 REASONING_STOP = ("\n",)
 ACTION_STOP = ("\n",)
@@ -58,9 +74,9 @@ _FLEX_REASONING_CUE = "For the observation above, first think: in one short sent
 
 
 # ---------------------------------------------------------------- system
-def system_prompt(goal: str, plan: str = "") -> str:
-    """The instructions, the goal, and the plan once there is one."""
-    text = f"{INSTRUCTIONS}\n\nYour task. Goal: {goal.strip()}"
+def system_prompt(goal: str, plan: str = "", lead: str = INSTRUCTIONS) -> str:
+    """The instructions (``lead``, see ``instructions``), the goal, and the plan once there is one."""
+    text = f"{lead}\n\nYour task. Goal: {goal.strip()}"
     return text + (f"\nPlan: {plan.strip()}" if plan.strip() else "")
 
 

@@ -32,6 +32,9 @@ class Env(Protocol):
     """
 
     env_id: str
+    # Optional: ``action_kind = "code"`` for suites whose action is a whole
+    # program (several lines, kept verbatim); absent or "line" means one
+    # command per turn.
 
     def tasks(self, split: str) -> Sequence[Task]: ...
 

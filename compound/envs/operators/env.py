@@ -61,6 +61,8 @@ class OperatorsEnv:
     True
     """
 
+    action_kind = "code"  # the agent keeps the whole multi-line reply
+
     env_id = ENV_ID
 
     def __init__(
