@@ -45,7 +45,7 @@ EXAMPLE_OBS_CHARS = 600
 are there to show *what was done*; the agent's own observations stay whole."""
 
 FREE_INSTRUCTIONS = "You act in an environment to reach a goal. Each turn, reply with one action and nothing else."
-CODE_INSTRUCTIONS = "You write code to reach a goal. Each turn, reply with the complete code in one ```python block."
+CODE_INSTRUCTIONS = "You write code to reach a goal. Each turn, reply with the complete code in one fenced ``` block."
 
 
 def instructions(action_kind: str, actions_listed: bool) -> str:

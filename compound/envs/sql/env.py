@@ -68,6 +68,8 @@ class SqlEnv:
     >>> env.reset(task); env.step("SELECT count(*) FROM singer"); env.step("submit").success  # doctest: +SKIP
     """
 
+    action_kind = "code"  # a query may span lines; the agent keeps the fenced reply verbatim
+
     def __init__(
         self,
         source: str = "compound",
