@@ -114,11 +114,11 @@ class Run:
         cfg = self.cfg
         trials = cfg.curation.trials
         segments = []
-        resumed = [t for t in self.dir.trajectories if t.phase == TRAIN]
-        if resumed:  # rebuild the stores exactly as they were: same results, same decisions
-            ray.get(self.curator.submit_many.remote(resumed))
         for index, (lo, hi) in enumerate(segment_bounds(len(tasks), cfg.curation.segment_first, cfg.curation.segment_growth)):
             specs = [make_spec(cfg.seed, TRAIN, trial, task) for task in tasks[lo:hi] for trial in range(trials)]
+            saved = [t for t in map(self.dir.get, (s.key for s in specs)) if t is not None]
+            if saved:  # resume: rebuild the stores segment by segment, so selection replays exactly
+                ray.get(self.curator.submit_many.remote(saved))
             results = self._run_specs(specs, f"train segment {index + 1} (tasks {lo + 1}-{hi})")
             by_trial = [[r for r in results if r.trial == t] for t in range(trials)]
             scores = [_success_rate(rs) for rs in by_trial]
