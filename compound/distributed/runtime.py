@@ -26,7 +26,7 @@ ACTOR_ENV_VARS = {
 
 def quiet_actor_logging() -> None:
     """Called in each actor: library chatter (py4j's shutdown notes, weight-loading bars) is not run output."""
-    for name in ("py4j", "transformers", "httpx", "urllib3", "filelock"):
+    for name in ("py4j", "scienceworld", "transformers", "httpx", "urllib3", "filelock"):
         logging.getLogger(name).setLevel(logging.WARNING)
     try:
         from transformers.utils import logging as hf_logging
