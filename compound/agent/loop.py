@@ -111,7 +111,7 @@ async def run_episode(
     goal = task.goal.strip() or observation.text
     exclude = task.key
     action_kind = getattr(env, "action_kind", "line")
-    lead = prompts.instructions(action_kind, bool(observation.valid_actions))
+    lead = prompts.instructions(action_kind, bool(observation.valid_actions), getattr(env, "code_language", "python"))
 
     episode_examples: list[Example] = []
     if mode == "episode" and cfg.k_episode > 0:

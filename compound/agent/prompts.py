@@ -45,13 +45,13 @@ EXAMPLE_OBS_CHARS = 600
 are there to show *what was done*; the agent's own observations stay whole."""
 
 FREE_INSTRUCTIONS = "You act in an environment to reach a goal. Each turn, reply with one action and nothing else."
-CODE_INSTRUCTIONS = "You write code to reach a goal. Each turn, reply with the complete code in one fenced ``` block."
+CODE_INSTRUCTIONS = "You write {language} to reach a goal. Each turn, reply with one ```{language} block and nothing else."
 
 
-def instructions(action_kind: str, actions_listed: bool) -> str:
-    """Line actions from a list (text games), free-form line actions (SQL), or whole programs (operators)."""
+def instructions(action_kind: str, actions_listed: bool, language: str = "python") -> str:
+    """Line actions from a list (text games), free-form line actions, or programs in ``language`` (SQL, operators)."""
     if action_kind == "code":
-        return CODE_INSTRUCTIONS
+        return CODE_INSTRUCTIONS.format(language=language)
     return INSTRUCTIONS if actions_listed else FREE_INSTRUCTIONS
 
 

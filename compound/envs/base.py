@@ -33,8 +33,8 @@ class Env(Protocol):
 
     env_id: str
     # Optional: ``action_kind = "code"`` for suites whose action is a whole
-    # program (several lines, kept verbatim); absent or "line" means one
-    # command per turn.
+    # program (several lines, kept verbatim), with ``code_language`` (default
+    # "python"); absent or "line" means one command per turn.
 
     def tasks(self, split: str) -> Sequence[Task]: ...
 

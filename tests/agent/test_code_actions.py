@@ -44,4 +44,4 @@ async def test_a_multi_line_solution_reaches_the_verifier_intact():
         env.close()
     assert traj.success, traj.final_observation
     assert "\n" in traj.steps[0].action and traj.steps[0].action_status == "valid"
-    assert "fenced ``` block" in llm.requests[0][0]["content"]  # the code instructions, not the text-game ones
+    assert "```python block" in llm.requests[0][0]["content"]  # the code instructions, not the text-game ones

@@ -69,6 +69,7 @@ class SqlEnv:
     """
 
     action_kind = "code"  # a query may span lines; the agent keeps the fenced reply verbatim
+    code_language = "sql"
 
     def __init__(
         self,
