@@ -77,12 +77,6 @@ class RunDir:
         with open(self.path / name, "a", encoding="utf-8") as f:
             f.write(json.dumps(record, sort_keys=False, default=str) + "\n")
 
-    def read_jsonl(self, name: str) -> list[dict[str, Any]]:
-        p = self.path / name
-        if not p.exists():
-            return []
-        return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
-
     # -- trajectories -----------------------------------------------------
     def record(self, trajectory: Trajectory) -> bool:
         """Keep exactly one trajectory per attempt key; returns False for a duplicate."""
