@@ -37,6 +37,8 @@ def _fail(message: str, code: int) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     if args.resume:
+        if args.config or args.out:
+            return _fail("--resume RUN_DIR continues that run with its own config.yaml; drop --config/--out", EXIT_BAD_CONFIG)
         run_dir = Path(args.resume)
         if not (run_dir / "config.yaml").is_file():
             return _fail(f"--resume {run_dir}: no config.yaml there; point it at a run directory", EXIT_BAD_CONFIG)
@@ -49,7 +51,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         run_dir = Path(args.out) if args.out else Path(cfg.out_root) / f"{cfg.name}-{stamp}"
         if (run_dir / "trajectories.parquet").exists():
             return _fail(f"{run_dir} already holds a run; use --resume {run_dir} to continue it or pick another --out", EXIT_BAD_CONFIG)
-    _check_env_id(cfg)
+    _preflight(cfg)
     from compound.distributed.driver import run
     from compound.distributed.scheduler import EpisodeFailed
 
@@ -57,15 +59,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         result = run(cfg, run_dir, progress=not args.quiet)
     except EpisodeFailed as exc:
-        cause = exc.error.__cause__ or exc.error
-        return _fail(f"an episode failed ({exc.spec.key}): {cause}", EXIT_USER_ERROR)
+        cause = getattr(exc.error, "cause", None) or exc.error  # Ray wraps the worker's exception
+        return _fail(f"an episode failed ({exc.spec.key}): {type(cause).__name__}: {cause}", EXIT_USER_ERROR)
     print((run_dir / "summary.md").read_text())
     print(f"compound: done in {result.wall_time_s:.0f} s; results in {run_dir}", file=sys.stderr)
     return 0
 
 
-def _check_env_id(cfg) -> None:
-    """Name an unknown environment before Ray and the model start, not minutes later."""
+def _preflight(cfg) -> None:
+    """Catch what would otherwise fail inside an actor (as a remote traceback) before Ray starts.
+
+    An unknown environment id, a missing model or embedder package: each is a
+    one-line error here, and the embedded model's one-time conversion happens
+    now, once, instead of in the engine actor.
+    """
     import difflib
 
     from compound.envs import load_plugins, specs
@@ -76,6 +83,14 @@ def _check_env_id(cfg) -> None:
         close = difflib.get_close_matches(cfg.env.id, list(known), n=3)
         hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
         raise ConfigError(f"env.id: unknown environment {cfg.env.id!r}{hint} (`compound envs` lists them)")
+    if cfg.llm.engine == "hf":
+        from compound.llm.model_files import resolve_model_dir
+
+        resolve_model_dir(cfg.llm.model)
+    if cfg.curation.embedder == "minilm":
+        from compound.curation.embedders import minilm_model_dir
+
+        minilm_model_dir()
 
 
 def cmd_envs(args: argparse.Namespace) -> int:

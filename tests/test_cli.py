@@ -41,6 +41,8 @@ def test_doctor_passes_on_an_installed_machine():
         (["run", "--config", "configs/quickstart.yaml", "--set", "agent.max_steps=0"], 2, "agent.max_steps"),
         (["run"], 2, "--config"),
         (["run", "--resume", "/nonexistent/run"], 2, "no config.yaml"),
+        (["run", "--resume", "/nonexistent/run", "--config", "configs/quickstart.yaml"], 2, "drop --config"),
+        (["run", "--config", "configs/quickstart.yaml", "--set", "llm.model=/no/such/model"], 1, "/no/such/model"),
         (["library", "export", "/nonexistent/run"], 1, "/nonexistent/run"),
     ],
 )

@@ -3,8 +3,10 @@
 State and placement only: which trial copies which, what the final store
 keeps, are decided by pure functions in ``compound.curation`` and applied
 here by the driver's call. Workers push finished trajectories with
-``submit``; exactly one result per attempt key is kept, so a re-run of a
-dead worker's episode never counts twice. Publishing is lazy: a new
+``submit``; exactly one result per attempt key is kept, and a re-run of a
+dead worker's episode replaces the earlier one (the re-run's is the result
+the driver records). The actor runs one call at a time: the stores are not
+thread-safe, and every call is short. Publishing is lazy: a new
 snapshot is put into the object store only when a worker asks for a trial
 whose store changed since the last one.
 """
@@ -26,20 +28,15 @@ class Curator:
         quiet_actor_logging()
         self.embedder = make_embedder(embedder)
         self.stores = [ExperienceStore(self.embedder, trial=t) for t in range(trials)]
-        self._accepted: set[tuple] = set()
         self._published: dict[int, tuple[int, ray.ObjectRef]] = {}
 
-    def submit(self, trajectory: Trajectory) -> bool:
-        """Add a finished training trajectory to its trial's store; False for a duplicate key."""
-        key = trajectory.attempt_key
-        if key in self._accepted:
-            return False
-        self._accepted.add(key)
-        self.stores[trajectory.trial].add([trajectory])
-        return True
+    def submit(self, trajectory: Trajectory) -> int:
+        """Add a finished training trajectory to its trial's store (same attempt key: replaces); returns the version."""
+        return self.stores[trajectory.trial].add([trajectory])
 
-    def submit_many(self, trajectories: list[Trajectory]) -> int:
-        return sum(self.submit(t) for t in trajectories)
+    def submit_many(self, trajectories: list[Trajectory]) -> None:
+        for t in trajectories:
+            self.submit(t)
 
     def version(self, trial: int) -> int:
         return self.stores[trial].version
@@ -63,8 +60,8 @@ class Curator:
     def stats(self) -> list[dict[str, Any]]:
         return [s.stats() for s in self.stores]
 
-    def build_store(self, trajectories: list[Trajectory], name: str = "final") -> tuple[int, list[ray.ObjectRef]]:
-        """A new, frozen store from chosen trajectories (the final, curated database)."""
+    def build_store(self, trajectories: list[Trajectory]) -> list[ray.ObjectRef]:
+        """A new, frozen store from chosen trajectories (the final, curated database), as ``[ref]``."""
         store = ExperienceStore(self.embedder, trial=-1)
         store.add(trajectories, reuse_from=self.stores)  # reuse vectors: nothing is embedded twice
-        return store.version, [ray.put(store.snapshot())]
+        return [ray.put(store.snapshot())]

@@ -41,6 +41,10 @@ from compound.types import Task, Trajectory
 
 log = logging.getLogger(__name__)
 
+CHECKPOINT_EVERY_S = 60.0
+"""Within a segment, trajectories.parquet is rewritten at most this often, so a
+crash loses at most about a minute of episodes (segments double in size)."""
+
 
 @dataclass
 class RunResult:
@@ -81,7 +85,8 @@ class Run:
         self.engines = start_engines(cfg.llm)
         model_name = ray.get(self.engines[0].model_name.remote()) if self.engines else cfg.llm.model
         self.model_name = model_name
-        self.curator = Curator.options(num_cpus=0, max_concurrency=64).remote(cfg.curation.trials, cfg.curation.embedder)
+        # one call at a time: the stores it holds are not thread-safe
+        self.curator = Curator.options(num_cpus=0).remote(cfg.curation.trials, cfg.curation.embedder)
         self.workers = [
             AgentWorker.options(
                 num_cpus=0, max_concurrency=cfg.distributed.episodes_per_worker + 4, max_restarts=-1
@@ -101,12 +106,16 @@ class Run:
         if done_before and todo:
             log.info("%s: %d of %d episodes already done (resume)", label, done_before, len(specs))
         bar = tqdm(total=len(specs), initial=done_before, desc=label, unit="ep", disable=not self.progress, leave=False)
-        wins = sum(self.dir.get(s.key).success for s in specs if self.dir.get(s.key) is not None)
+        wins = sum(t.success for t in map(self.dir.get, (s.key for s in specs)) if t is not None)
+        last_checkpoint = time.monotonic()
         for trajectory in self.scheduler.run(todo, frozen=frozen):
             self.dir.record(trajectory)
             wins += trajectory.success
             bar.update(1)
             bar.set_postfix(success=f"{wins}/{bar.n}")
+            if time.monotonic() - last_checkpoint > CHECKPOINT_EVERY_S:
+                self.dir.checkpoint()
+                last_checkpoint = time.monotonic()
         bar.close()
         return [self.dir.get(s.key) for s in specs]
 
@@ -158,7 +167,7 @@ class Run:
             seed=cfg.seed,
         )
         self.dir.append_jsonl("lineage.jsonl", decision)
-        version, refs = ray.get(self.curator.build_store.remote(chosen))
+        refs = ray.get(self.curator.build_store.remote(chosen))
         write_trajectories(self.dir.store_path("final"), chosen)
         return refs, len(chosen)
 
@@ -191,6 +200,7 @@ class Run:
             frozen, store_size = self.final_store()
             evaluation = self.evaluate(held_out, frozen) if held_out else {}
         finally:
+            self.dir.checkpoint()  # whatever finished is kept, also on Ctrl-C or a failed episode
             for w in self.workers:
                 try:
                     ray.get(w.close.remote(), timeout=30)

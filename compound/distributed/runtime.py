@@ -60,8 +60,3 @@ def init_ray(cfg: DistributedConfig, *, runtime_env: dict | None = None) -> str:
         return f"Ray cluster at {address}"
     ray.init(num_cpus=cfg.num_cpus, **kwargs)
     return f"local Ray ({int(ray.cluster_resources().get('CPU', 0))} CPUs)"
-
-
-def shutdown_ray() -> None:
-    if ray.is_initialized():
-        ray.shutdown()

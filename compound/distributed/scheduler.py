@@ -2,8 +2,8 @@
 
 The driver hands over a batch of episode specs; results come back in
 completion order. A worker that dies (``RayActorError``) is restarted by Ray
-(``max_restarts``); the episodes it had in flight are submitted again,
-elsewhere if possible, up to ``max_retries`` times each. Since episodes are
+(``max_restarts``); the episodes it had in flight go back to the front of
+the queue, up to ``max_retries`` times each. Since episodes are
 idempotent by key and the curator keeps one result per key, a re-run never
 double-counts.
 """
@@ -53,9 +53,8 @@ class EpisodeScheduler:
         load = [0] * len(self.workers)
         tries: dict[tuple, int] = {}
 
-        def submit(spec: EpisodeSpec, avoid: int | None = None) -> None:
-            order = sorted(range(len(self.workers)), key=lambda i: (i == avoid, load[i]))
-            i = order[0]
+        def submit(spec: EpisodeSpec) -> None:
+            i = min(range(len(self.workers)), key=load.__getitem__)
             ref = self.workers[i].run.remote(spec, frozen)
             in_flight[ref] = (i, spec, tries.get(spec.key, 0))
             load[i] += 1
@@ -75,8 +74,8 @@ class EpisodeScheduler:
                 if isinstance(exc, RayActorError) and attempt < self.max_retries:
                     self.retries += 1
                     tries[spec.key] = attempt + 1
-                    log.warning("worker %d died during %s; re-running it elsewhere", i, spec.key)
-                    submit(spec, avoid=i)
+                    log.warning("worker %d died during %s; re-running it", i, spec.key)
+                    pending.appendleft(spec)  # placed by fill(), within every worker's concurrency
                 else:
                     failure = EpisodeFailed(spec, exc)
                     if on_error is None:

@@ -86,13 +86,13 @@ class AgentWorker:
             self._retrievers[trial] = (version, retriever)
             return retriever
 
-    def _frozen_retriever(self, name: str, example_set: ExampleSet) -> Retriever:
-        cached = self._retrievers.get(("frozen", name))
-        if cached and cached[0] == example_set.version:
-            return cached[1]
-        retriever = make_retriever(example_set, self.embedder)
-        self._retrievers[("frozen", name)] = (example_set.version, retriever)
-        return retriever
+    async def _frozen_retriever(self, ref: ray.ObjectRef) -> Retriever:
+        """A fixed example set (evaluation): fetched and indexed once per object, not per episode."""
+        key = ("frozen", ref.hex())
+        if key not in self._retrievers:
+            example_set: ExampleSet = await ref
+            self._retrievers[key] = (example_set.version, make_retriever(example_set, self.embedder))
+        return self._retrievers[key][1]
 
     async def run(self, spec: EpisodeSpec, frozen: list | None = None) -> Trajectory:
         """Run one episode. ``frozen``: ``[ref]`` of an ExampleSet to evaluate against, unchanging."""
@@ -100,7 +100,7 @@ class AgentWorker:
         if spec.phase == EVAL_NONE or cfg.agent.examples == "none":
             retriever: Retriever = NoExamples()
         elif frozen is not None:
-            retriever = self._frozen_retriever(spec.phase, await frozen[0])
+            retriever = await self._frozen_retriever(frozen[0])
         else:
             retriever = await self._retriever_for_trial(spec.trial)
         env = self.envs.acquire()
