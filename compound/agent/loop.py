@@ -136,7 +136,6 @@ async def run_episode(
     transcript = Transcript(
         prompts.system_prompt(goal, plan, lead), cfg.history_steps, preamble=prompts.demonstration(episode_examples, goal)
     )
-    reasoning_tokens = int(getattr(cfg, "reasoning_max_tokens", prompts.REASONING_MAX_TOKENS))
     steps: list[Step] = []
     result: StepResult | None = None
     last_reasoning = ""
@@ -157,7 +156,7 @@ async def run_episode(
         reasoning = ""
         thought: list[Message] = []
         if cfg.reasoning:
-            text = await call(transcript.request(sent_turn), max_tokens=reasoning_tokens, stop=prompts.REASONING_STOP)
+            text = await call(transcript.request(sent_turn), max_tokens=prompts.REASONING_MAX_TOKENS, stop=prompts.REASONING_STOP)
             reasoning = prompts.clean_reasoning(text)
             last_reasoning = reasoning or last_reasoning
             thought = [assistant(reasoning), user(prompts.ACTION_CUE)]

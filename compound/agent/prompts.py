@@ -64,7 +64,7 @@ PLAN_STOP = ("\n\n",)
 REASONING_STOP = ("\n",)
 ACTION_STOP = ("\n",)
 REASONING_MAX_TOKENS = 40
-"""Default budget for one reasoning sentence (AgentConfig has no field for it yet)."""
+"""Token budget for one reasoning sentence."""
 
 ACTIONS_LEAD = "Choose one action from: "
 REASONING_CUE = "First think: in one short sentence, what should you do next?"

@@ -22,10 +22,11 @@ from compound.curation.utility import exemplar_utilities, population_prior
 from compound.curation.vectors import key_text
 from compound.types import Trajectory
 
-__all__ = ["final_trajectories", "segment_bounds", "select_trials"]
+__all__ = ["final_trajectories", "segment_bounds", "select_trials", "success_rate"]
 
 
-def _success_rate(episodes: Sequence[Trajectory]) -> float:
+def success_rate(episodes: Sequence[Trajectory]) -> float:
+    """Share of episodes the environment judged successful (0 for none)."""
     return sum(t.success for t in episodes) / len(episodes) if episodes else 0.0
 
 
@@ -86,7 +87,7 @@ def final_trajectories(
         chosen = curate_exemplars(by_trial, candidates=candidates)
         source = "exemplar_curation"
     elif stores:
-        rates = [_success_rate([t for t in train if t.trial == i]) for i in range(len(stores))]
+        rates = [success_rate([t for t in train if t.trial == i]) for i in range(len(stores))]
         best = min(range(len(stores)), key=lambda i: (-rates[i], i))
         chosen = [t for t in stores[best] if t.success]
         source = f"best_trial:{best}"

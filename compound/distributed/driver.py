@@ -21,13 +21,13 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import ray
 from tqdm import tqdm
 
 from compound.config import RunConfig, dump_config
-from compound.curation.policies import final_trajectories, segment_bounds, select_trials
+from compound.curation.policies import final_trajectories, segment_bounds, select_trials, success_rate
 from compound.distributed.curator import Curator
 from compound.distributed.engines import start_engines
 from compound.distributed.episodes import EVAL_NONE, EVAL_STORE, TRAIN, EpisodeSpec, make_spec
@@ -64,10 +64,6 @@ def load_tasks(cfg: RunConfig) -> tuple[list[Task], list[Task]]:
     finally:
         env.close()
     return train, held_out
-
-
-def _success_rate(trajectories: Sequence[Trajectory]) -> float:
-    return sum(t.success for t in trajectories) / len(trajectories) if trajectories else 0.0
 
 
 class Run:
@@ -130,7 +126,7 @@ class Run:
                 ray.get(self.curator.submit_many.remote(saved))
             results = self._run_specs(specs, f"train segment {index + 1} (tasks {lo + 1}-{hi})")
             by_trial = [[r for r in results if r.trial == t] for t in range(trials)]
-            scores = [_success_rate(rs) for rs in by_trial]
+            scores = [success_rate(rs) for rs in by_trial]
             stats = ray.get(self.curator.stats.remote())
             record = {
                 "event": "segment",
@@ -182,7 +178,7 @@ class Run:
         for phase in phases:
             specs = [make_spec(cfg.seed, phase, 0, task) for task in tasks]
             out = self._run_specs(specs, f"evaluate {phase}", frozen=frozen if phase == EVAL_STORE else None)
-            results[phase] = _success_rate(out)
+            results[phase] = success_rate(out)
             self.dir.append_jsonl("metrics.jsonl", {"event": "eval", "phase": phase, "success": results[phase], "episodes": len(out)})
             self.dir.checkpoint()
         return results
@@ -219,7 +215,7 @@ class Run:
             wall_time_s=wall,
             retries=self.scheduler.retries,
         )
-        return RunResult(self.dir.path, _success_rate(train_results), evaluation, wall)
+        return RunResult(self.dir.path, success_rate(train_results), evaluation, wall)
 
 
 def run(cfg: RunConfig, out_dir: str | Path, *, progress: bool = True) -> RunResult:
