@@ -56,7 +56,7 @@ class RunResult:
 
 def load_tasks(cfg: RunConfig) -> tuple[list[Task], list[Task]]:
     """The training stream and the held-out tasks, identical on every machine (deterministic)."""
-    load_plugins(cfg.env.plugins)
+    load_plugins(cfg.env.plugins, cfg.env.plugin_dirs)
     env = make(cfg.env.id, **cfg.env.params)
     try:
         train = list(env.tasks("train"))[: cfg.env.train_tasks]
@@ -89,7 +89,6 @@ class Run:
             ).remote(cfg, self.engines, self.curator, model_name)
             for _ in range(cfg.distributed.workers)
         ]
-        ray.get([w.ready.remote() for w in self.workers])
         self.scheduler = EpisodeScheduler(
             self.workers, cfg.distributed.episodes_per_worker, cfg.distributed.max_episode_retries
         )

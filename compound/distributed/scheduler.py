@@ -1,16 +1,33 @@
-"""Keeps every worker busy up to its concurrency and re-runs episodes whose worker died.
+"""Keeps every live worker busy up to its concurrency and re-runs episodes whose worker died.
 
 The driver hands over a batch of episode specs; results come back in
-completion order. A worker that dies (``RayActorError``) is restarted by Ray
-(``max_restarts``); the episodes it had in flight go back to the front of
-the queue, up to ``max_retries`` times each. Since episodes are
-idempotent by key and the curator keeps one result per key, a re-run never
-double-counts.
+completion order. Workers are actors with ``max_restarts``: when one dies,
+Ray restarts it, and until it answers again it is *down*: nothing is placed
+on it, and a probe (its ``ready`` method) is sent with a bounded exponential
+backoff until it answers. Episodes go to live workers only.
+
+Failures are told apart because they cost different things. When an
+episode's call fails because its worker is gone (``RayActorError``; Ray
+reports a SIGKILLed or crashed worker's in-flight calls as
+``ActorUnavailableError``), the episode goes back to the queue at once, for
+a live worker, and one try of it is spent. The probe then tells what
+happened: a new process id means the worker died and restarted, and the
+tries stay spent (at most ``max_retries`` re-runs per episode, so an episode
+that kills every worker it touches cannot loop forever); the same process id
+means it was only unreachable, and the tries are given back. An episode that
+raised by itself (``RayTaskError``) failed, and ``on_error`` (or the caller)
+decides.
+
+A worker that does not come back within ``restart_timeout_s`` is given up;
+when every worker is given up, the run fails naming them. Since episodes
+are idempotent by key and the curator keeps one result per key, a re-run
+never double-counts.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from typing import Any, Callable, Iterable, Iterator
 
@@ -18,6 +35,7 @@ import ray
 from ray.exceptions import RayActorError, RayTaskError
 
 from compound.distributed.episodes import EpisodeSpec
+from compound.distributed.worker_health import WorkerHealth
 from compound.types import Trajectory
 
 log = logging.getLogger(__name__)
@@ -31,14 +49,34 @@ class EpisodeFailed(RuntimeError):
         self.spec, self.error = spec, error
 
 
+class WorkersLost(RuntimeError):
+    """Every agent worker died and none came back within the restart timeout."""
+
+
 class EpisodeScheduler:
-    def __init__(self, workers: list[Any], per_worker: int, max_retries: int = 2) -> None:
+    def __init__(
+        self,
+        workers: list[Any],
+        per_worker: int,
+        max_retries: int = 2,
+        *,
+        restart_timeout_s: float = 300.0,
+        backoff_s: tuple[float, float] = (0.2, 5.0),
+    ) -> None:
         if not workers:
             raise ValueError("EpisodeScheduler needs at least one worker")
         self.workers = workers
         self.per_worker = per_worker
         self.max_retries = max_retries
-        self.retries = 0
+        self.health = WorkerHealth(len(workers), restart_timeout_s=restart_timeout_s, backoff_s=backoff_s)
+        self.pids: list[int] = ray.get([w.pid.remote() for w in workers])  # also waits until all are up
+        self.retries = 0  # episodes re-run because their worker failed under them
+        self.restarts = 0  # workers that came back in a new process (they had died)
+        # Probes and tries outlive one batch: a worker down at the end of one
+        # `run` is still probed, and still skipped, in the next.
+        self._probes: dict[ray.ObjectRef, int] = {}
+        self._tries: dict[tuple, int] = {}
+        self._lost_on: dict[int, list[tuple]] = {}  # worker -> keys it failed since it went down
 
     def run(
         self,
@@ -49,36 +87,106 @@ class EpisodeScheduler:
     ) -> Iterator[Trajectory]:
         """Yield trajectories as episodes finish. ``frozen``: ``[ref]`` of a fixed example set."""
         pending = deque(specs)
-        in_flight: dict[ray.ObjectRef, tuple[int, EpisodeSpec, int]] = {}
+        in_flight: dict[ray.ObjectRef, tuple[int, EpisodeSpec]] = {}
         load = [0] * len(self.workers)
-        tries: dict[tuple, int] = {}
-
-        def submit(spec: EpisodeSpec) -> None:
-            i = min(range(len(self.workers)), key=load.__getitem__)
-            ref = self.workers[i].run.remote(spec, frozen)
-            in_flight[ref] = (i, spec, tries.get(spec.key, 0))
-            load[i] += 1
+        health = self.health
 
         def fill() -> None:
-            while pending and min(load) < self.per_worker:
-                submit(pending.popleft())
+            while pending:
+                i = health.pick(load, self.per_worker)
+                if i is None:
+                    return
+                spec = pending.popleft()
+                in_flight[self.workers[i].run.remote(spec, frozen)] = (i, spec)
+                load[i] += 1
 
-        fill()
-        while in_flight:
-            (done,), _ = ray.wait(list(in_flight), num_returns=1)
-            i, spec, attempt = in_flight.pop(done)
+        while True:
+            self._send_due_probes()
+            fill()
+            if not in_flight and not pending:
+                return
+            if not in_flight and not self._probes and health.all_given_up():
+                raise WorkersLost(
+                    f"all {len(self.workers)} agent workers died and none came back within "
+                    f"{health.restart_timeout_s:.0f} s; {len(pending)} episodes were not run"
+                )
+            ref = self._wait_one([*in_flight])
+            if ref is None or ref in self._probes:
+                if ref is not None:
+                    self._probe_answered(ref)
+                continue
+            i, spec = in_flight.pop(ref)
             load[i] -= 1
             try:
-                yield ray.get(done)
-            except (RayActorError, RayTaskError) as exc:
-                if isinstance(exc, RayActorError) and attempt < self.max_retries:
-                    self.retries += 1
-                    tries[spec.key] = attempt + 1
-                    log.warning("worker %d died during %s; re-running it", i, spec.key)
-                    pending.appendleft(spec)  # placed by fill(), within every worker's concurrency
-                else:
-                    failure = EpisodeFailed(spec, exc)
-                    if on_error is None:
-                        raise failure from exc
-                    on_error(failure)
-            fill()
+                result = ray.get(ref)
+            except RayActorError as exc:
+                if health.mark_down(i, time.monotonic()):
+                    log.warning("worker %d is down (%s); placing its episodes elsewhere until it answers", i, type(exc).__name__)
+                self._tries[spec.key] = self._tries.get(spec.key, 0) + 1
+                if self._tries[spec.key] > self.max_retries:
+                    self._failed(spec, exc, on_error)
+                    continue
+                self.retries += 1
+                self._lost_on.setdefault(i, []).append(spec.key)
+                pending.appendleft(spec)  # placed by fill() on a live worker
+                continue
+            except RayTaskError as exc:
+                self._failed(spec, exc, on_error)
+                continue
+            yield result
+
+    def wait_for_workers(self) -> list[str]:
+        """Probe until no worker is down (each comes back or is given up); returns their states."""
+        while "down" in self.health.state:
+            self._send_due_probes()
+            ref = self._wait_one([])
+            if ref is not None:
+                self._probe_answered(ref)
+        return list(self.health.state)
+
+    # -- probes -------------------------------------------------------------
+    def _send_due_probes(self) -> None:
+        now = time.monotonic()
+        for i in self.health.expired(now):  # its probe never answered
+            log.error("worker %d did not come back within %.0f s; giving it up", i, self.health.restart_timeout_s)
+            for ref in [r for r, j in self._probes.items() if j == i]:
+                del self._probes[ref]
+        for i in self.health.probes_due(now):
+            self._probes[self.workers[i].pid.remote()] = i
+
+    def _wait_one(self, refs: list[ray.ObjectRef]) -> ray.ObjectRef | None:
+        """The first of ``refs`` or of the probes to finish, or None when a probe falls due first."""
+        waiting = [*refs, *self._probes]
+        timeout = self.health.seconds_to_next_probe(time.monotonic())
+        if not waiting:  # only backoff delays are left
+            time.sleep(timeout if timeout is not None else self.health.backoff_s[0])
+            return None
+        done, _ = ray.wait(waiting, num_returns=1, timeout=timeout)
+        return done[0] if done else None
+
+    def _probe_answered(self, ref: ray.ObjectRef) -> None:
+        i = self._probes.pop(ref)
+        try:
+            pid = ray.get(ref)
+        except RayActorError as exc:
+            if self.health.probe_failed(i, time.monotonic()):
+                log.error("worker %d did not come back within %.0f s (%s); giving it up", i, self.health.restart_timeout_s, exc)
+            return
+        if not self.health.mark_live(i):
+            return
+        keys = self._lost_on.pop(i, [])
+        if pid != self.pids[i]:
+            self.restarts += 1
+            self.pids[i] = pid
+            log.info("worker %d is back in a new process; the %d episodes it lost were re-run", i, len(keys))
+        else:  # only unreachable: the episodes it failed cost no try
+            for key in keys:
+                self._tries[key] -= 1
+            log.info("worker %d is reachable again", i)
+
+    @staticmethod
+    def _failed(spec: EpisodeSpec, exc: BaseException, on_error: Callable[[EpisodeFailed], None] | None) -> None:
+        failure = EpisodeFailed(spec, exc)
+        if on_error is None:
+            raise failure from exc
+        on_error(failure)

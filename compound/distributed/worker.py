@@ -9,6 +9,7 @@ are pooled: one instance per concurrent episode, created on first use.
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 import ray
@@ -53,7 +54,7 @@ class EnvPool:
 class AgentWorker:
     def __init__(self, cfg: RunConfig, engines: list, curator: Any, model_name: str) -> None:
         quiet_actor_logging()
-        load_plugins(cfg.env.plugins)
+        load_plugins(cfg.env.plugins, cfg.env.plugin_dirs)
         self.cfg = cfg
         self.curator = curator
         if cfg.llm.engine == "openai":
@@ -69,6 +70,10 @@ class AgentWorker:
 
     async def ready(self) -> bool:
         return True
+
+    async def pid(self) -> int:
+        """The worker's process id (kill tests; where to look in `ps`)."""
+        return os.getpid()
 
     async def _retriever_for_trial(self, trial: int) -> Retriever:
         """The latest example set of a trial, fetched only when its version changed."""

@@ -1,4 +1,8 @@
-"""One real local Ray for all distributed tests (starting Ray costs seconds on 2 cores)."""
+"""One real local Ray for all distributed tests (starting Ray costs seconds on 2 cores).
+
+`address="local"` starts a Ray of the tests' own even when `ray start` left a
+cluster on the machine; a plain `ray.init()` would join that one.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,6 @@ ray = pytest.importorskip("ray")
 @pytest.fixture(scope="session")
 def ray_session():
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", configure_logging=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING", configure_logging=False)
     yield ray
     ray.shutdown()
