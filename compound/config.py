@@ -31,7 +31,14 @@ class EnvConfig(_Section):
         default_factory=dict, description="Keyword arguments of the environment's constructor (game parameters, data paths)."
     )
     plugins: list[str] = Field(
-        default_factory=list, description="Modules to import before the run; they may `register` environments of their own."
+        default_factory=list,
+        description="Environments of your own: module names (which call `register`), `module:Class` entry points "
+        "(registered under the class's `env_id`) or .py paths; looked for in plugin_dirs, then on sys.path.",
+    )
+    plugin_dirs: list[str] = Field(
+        default_factory=list,
+        description="Folders searched for plugins before sys.path, in the driver and every actor; relative to the config file. "
+        "Empty: the config file's own folder.",
     )
     train_tasks: int = Field(24, ge=0, description="How many tasks of the train split form the training stream (0 = none).")
     eval_tasks: int = Field(16, ge=0, description="How many held-out tasks evaluation runs (0 = no evaluation).")
@@ -260,7 +267,23 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         raise ConfigError(f"{source}: the top level must be a mapping of sections (env:, llm:, ...), got {type(data).__name__}")
     if overrides:
         data = apply_overrides(data, overrides)
-    return validate_config(data, source)
+    cfg = validate_config(data, source)
+    return _anchor_plugins(cfg, Path(path).resolve().parent if path is not None else Path.cwd())
+
+
+def _anchor_plugins(cfg: RunConfig, folder: Path) -> RunConfig:
+    """Plugin paths mean the same in every process: relative ones are taken from the config's folder
+    (the working directory when there is no config file).
+
+    With plugins named and no ``plugin_dirs``, the config's own folder is the
+    one searched, so ``plugins: [my_envs]`` finds ``my_envs.py`` beside it.
+    """
+    env = cfg.env
+    if not env.plugins:
+        return cfg
+    dirs = [str((folder / d).resolve()) for d in env.plugin_dirs] or [str(folder)]
+    plugins = [str((folder / p).resolve()) if p.endswith(".py") else p for p in env.plugins]
+    return cfg.model_copy(update={"env": env.model_copy(update={"plugins": plugins, "plugin_dirs": dirs})})
 
 
 def dump_config(cfg: RunConfig) -> str:

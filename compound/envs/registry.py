@@ -3,16 +3,20 @@
 Suites register lazily (``entry_point="package.module:Class"``) so listing ids
 imports nothing heavy. User code extends the registry without editing the
 package in any of three ways: call ``register`` before the run, list a module
-in the config's ``env.plugins`` (imported for its ``register`` calls), or
-declare a ``compound.envs`` entry point in its own package metadata whose
+(or a ``module:Class`` entry point, or a ``.py`` file) in the config's
+``env.plugins``, found next to the config file, or declare a ``compound.envs`` entry point in its own package metadata whose
 target is a module that registers when imported.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import sys
+import traceback
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from compound.envs.base import Env, EnvError
@@ -88,13 +92,72 @@ def _load_builtins() -> None:
         ep.load()
 
 
-def load_plugins(modules: list[str] | tuple[str, ...]) -> None:
-    """Import user modules that call ``register`` (the config's ``env.plugins``)."""
-    for name in modules:
+def load_plugins(entries: list[str] | tuple[str, ...], dirs: list[str] | tuple[str, ...] = ()) -> None:
+    """Import the config's ``env.plugins`` so their ``register`` calls run.
+
+    An entry is a module name (``my_envs``), a gym-style entry point
+    (``my_envs:Echo``: the class is registered under its ``env_id``
+    attribute), or a path to a ``.py`` file. ``dirs`` (the config's
+    ``env.plugin_dirs``; ``load_config`` puts the config file's own folder
+    there) are searched before ``sys.path``, in every process that loads
+    the plugins, so a module next to the config works without PYTHONPATH.
+    Any failure, including a SyntaxError inside the plugin, is an
+    ``EnvError`` naming the entry and where it was looked for.
+    """
+    for directory in reversed(list(dirs)):
+        if directory not in sys.path:
+            sys.path.insert(0, directory)
+    for entry in entries:
+        module_name, _, attr = entry.partition(":")
         try:
-            importlib.import_module(name)
-        except ImportError as exc:
-            raise EnvError(f"env plugin module {name!r} could not be imported: {exc}") from exc
+            if module_name.endswith(".py"):
+                module = _import_file(Path(module_name))
+            else:
+                module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and module_name.split(".")[0] != exc.name.split(".")[0]:
+                raise EnvError(f"env plugin {entry!r} imports {exc.name!r}, which is not installed") from exc
+            where = ", ".join(dirs) if dirs else "no env.plugin_dirs"
+            raise EnvError(
+                f"env plugin {entry!r}: no module {module_name!r} in the config's folder or on sys.path "
+                f"(searched: {where}). Put {module_name.split('.')[0]}.py next to the config, name its folder "
+                f"in env.plugin_dirs, or install it as a package"
+            ) from exc
+        except Exception as exc:  # the plugin's own code failed: SyntaxError, NameError ...
+            raise EnvError(f"env plugin {entry!r} failed to import: {_where(exc)}{type(exc).__name__}: {exc}") from exc
+        if attr:
+            _register_entry_point(entry, module, attr)
+
+
+def _import_file(path: Path) -> Any:
+    if not path.is_file():
+        raise ModuleNotFoundError(f"no file {path}", name=str(path))
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _where(exc: BaseException) -> str:
+    if isinstance(exc, SyntaxError):
+        return f"{exc.filename}:{exc.lineno}: "
+    tb = traceback.extract_tb(exc.__traceback__)
+    return f"{tb[-1].filename}:{tb[-1].lineno}: " if tb else ""
+
+
+def _register_entry_point(entry: str, module: Any, attr: str) -> None:
+    factory = getattr(module, attr, None)
+    if factory is None or not callable(factory):
+        raise EnvError(f"env plugin {entry!r}: module {module.__name__!r} has no class or function {attr!r}")
+    env_id = getattr(factory, "env_id", None)
+    if not isinstance(env_id, str) or not env_id:
+        raise EnvError(
+            f"env plugin {entry!r}: {attr} has no `env_id` attribute to register it under; "
+            f"give the class `env_id = \"my/{attr.lower()}\"` or call register() in the module"
+        )
+    description = (factory.__doc__ or "").strip().splitlines()[0] if factory.__doc__ else ""
+    register(env_id, factory, description=description, overwrite=True)
 
 
 def specs() -> dict[str, EnvSpec]:

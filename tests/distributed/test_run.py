@@ -107,6 +107,15 @@ def test_population_logs_trial_selection(ray_session, tmp_path):
 
 
 def test_a_dead_worker_s_episodes_are_rerun_exactly_once(ray_session, tmp_path):
+    """SIGKILL one worker's process mid-run: nothing is lost, nothing is doubled.
+
+    Its in-flight episodes fail; the scheduler re-runs them on the live worker
+    while Ray restarts the dead one, and never sends work to it until a probe
+    says it is back.
+    """
+    import os
+    import signal
+
     import ray
 
     from compound.distributed.driver import Run, load_tasks
@@ -116,13 +125,54 @@ def test_a_dead_worker_s_episodes_are_rerun_exactly_once(ray_session, tmp_path):
     tasks, _ = load_tasks(cfg)
     run = Run(cfg, tmp_path, progress=False)
     run._start_actors()
+    victim = ray.get(run.workers[0].pid.remote())
     specs = [make_spec(0, TRAIN, 0, task) for task in tasks]
     results = []
     for trajectory in run.scheduler.run(specs):
         if not results:
-            ray.kill(run.workers[0], no_restart=False)  # Ray restarts it; its in-flight episodes fail
+            os.kill(victim, signal.SIGKILL)  # a dead process, not a polite ray.kill
         results.append(trajectory)
-    assert sorted(t.attempt_key for t in results) == sorted(s.key for s in specs)
-    assert run.scheduler.retries >= 1
+    keys = [t.attempt_key for t in results]
+    assert len(keys) == len(set(keys)), "duplicated episodes"
+    assert sorted(keys) == sorted(s.key for s in specs), "lost episodes"
+    assert run.scheduler.retries >= 1, "the killed worker had episodes in flight"
     accepted = ray.get(run.curator.stats.remote())[0]["attempts"]
     assert accepted == len(specs), "the curator keeps exactly one result per attempt key"
+    assert run.scheduler.wait_for_workers() == ["live", "live"]
+    assert run.scheduler.restarts == 1 and run.scheduler.pids[0] != victim, "Ray restarted it in a new process"
+
+
+def test_a_plugin_environment_beside_the_config_runs_in_every_actor(ray_session, tmp_path, monkeypatch):
+    """The README's own-environment example, saved next to a config: the workers find it without PYTHONPATH."""
+    import textwrap
+
+    from compound.config import load_config
+    from compound.distributed.driver import run
+
+    (tmp_path / "echo_env.py").write_text(textwrap.dedent('''
+        from compound.types import Observation, StepResult, Task
+
+        class Echo:
+            env_id = "test/echo-run"
+            def tasks(self, split):
+                return [Task(self.env_id, f"{split}/{i}", split, goal=f"say {i}") for i in range(3)]
+            def reset(self, task):
+                self.target = task.goal.removeprefix("say ")
+                return Observation("Say the number.", valid_actions=("0", "1", "2"))
+            def step(self, action):
+                ok = action.strip() == self.target
+                return StepResult(Observation("ok" if ok else "no"), reward=float(ok), terminated=True, success=ok)
+            def close(self): pass
+    '''))
+    (tmp_path / "run.yaml").write_text(textwrap.dedent("""
+        env: {id: test/echo-run, plugins: ["echo_env:Echo"], train_tasks: 3, eval_tasks: 0}
+        llm: {engine: scripted, script: ["1"], max_tokens: 4}
+        agent: {max_steps: 2, plan: false, examples: episode}
+        curation: {embedder: tfidf, segment_first: 3}
+        distributed: {workers: 1, episodes_per_worker: 2}
+    """))
+    monkeypatch.chdir("/")
+    cfg = load_config(tmp_path / "run.yaml")
+    run(cfg, tmp_path / "out", progress=False)
+    train = read_trajectories(tmp_path / "out" / "trajectories.parquet")
+    assert sorted((t.task_id, t.success) for t in train) == [("train/0", False), ("train/1", True), ("train/2", False)]
