@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -166,7 +165,7 @@ def _java_children() -> set[int]:
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc to list processes")
 def test_close_stops_every_jvm():
-    before, threads_before = _java_children(), threading.active_count()
+    before, threads_before = _java_children(), set(threading.enumerate())
     processes = []
     for _ in range(4):
         env = TWXEnv("arithmetic", train_size=1, dev_size=0, test_size=0)
@@ -180,7 +179,6 @@ def test_close_stops_every_jvm():
             env.reset(task)
     assert all(p.poll() is not None for p in processes)
     assert _java_children() == before
-    deadline = time.monotonic() + 5  # py4j's reader threads end once the JVM's pipes close
-    while threading.active_count() > threads_before and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert threading.active_count() <= threads_before
+    for thread in set(threading.enumerate()) - threads_before:  # py4j's readers end once the JVM's pipes close
+        thread.join(timeout=120)  # a guard against a hang, not a deadline
+    assert set(threading.enumerate()) <= threads_before

@@ -3,7 +3,6 @@
 import json
 import socket
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -123,15 +122,13 @@ async def test_unexpected_body_is_an_llm_error(stub):
         await OpenAIClient(server.url, model="m").generate(HI)
 
 
-async def test_unreachable_server_fails_quickly():
+async def test_unreachable_server_fails_after_its_retries():
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     llm = OpenAIClient(f"http://127.0.0.1:{port}/v1", model="m", max_retries=2, backoff_s=0.01)
-    started = time.monotonic()
-    with pytest.raises(LLMError, match=rf"127.0.0.1:{port}.*server is running"):
+    with pytest.raises(LLMError, match=rf"127.0.0.1:{port} failed after 3 tries.*server is running"):
         await llm.generate(HI)
-    assert time.monotonic() - started < 5
 
 
 def test_api_key_comes_from_the_environment(monkeypatch):
