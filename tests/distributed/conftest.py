@@ -10,10 +10,13 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
+from compound.distributed.runtime import local_worker_priority  # noqa: E402
+
 
 @pytest.fixture(scope="session")
 def ray_session():
     if not ray.is_initialized():
+        local_worker_priority()
         ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING", configure_logging=False)
     yield ray
     ray.shutdown()
