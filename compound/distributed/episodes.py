@@ -6,7 +6,7 @@ import hashlib
 from dataclasses import dataclass
 
 from compound.config import LLMConfig
-from compound.types import Task
+from compound.types import Task, trajectory_id
 
 TRAIN = "train"
 EVAL_NONE = "eval/none"
@@ -26,6 +26,7 @@ class EpisodeSpec:
     task: Task
     attempt: int = 0
     seed: int = 0
+    trajectory_id: str = ""  # ``compound.types.trajectory_id`` of the run seed and key; "" = random
 
     @property
     def key(self) -> tuple[str, int, str, int]:
@@ -43,7 +44,12 @@ def episode_seed(run_seed: int, phase: str, trial: int, task_key: str, attempt: 
 
 
 def make_spec(run_seed: int, phase: str, trial: int, task: Task, attempt: int = 0) -> EpisodeSpec:
-    return EpisodeSpec(phase, trial, task, attempt, episode_seed(run_seed, phase, trial, task.key, attempt))
+    """The spec of one attempt; its sampling seed and trajectory id both derive from the run seed and the key."""
+    return EpisodeSpec(
+        phase, trial, task, attempt,
+        episode_seed(run_seed, phase, trial, task.key, attempt),
+        trajectory_id(run_seed, phase, trial, task.key, attempt),
+    )
 
 
 def episode_temperature(llm: LLMConfig, spec: EpisodeSpec) -> float:
