@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Collection
 
@@ -69,7 +70,9 @@ class InsertDedup:
     """
 
     def __init__(self, *, threshold: float | None = None, code_envs: Collection[str] = ()) -> None:
-        if threshold is not None and not (isinstance(threshold, (int, float)) and math.isfinite(threshold) and -1.0 <= threshold <= 1.0):
+        if threshold is not None and (
+            isinstance(threshold, bool) or not (isinstance(threshold, numbers.Real) and math.isfinite(threshold) and -1.0 <= threshold <= 1.0)
+        ):
             raise CurationError(f"curation.dedup.threshold must be None (off) or a cosine in [-1, 1]; got {threshold!r}")
         if isinstance(code_envs, str):
             raise CurationError(f"curation.dedup.code_envs must be a list of environment ids; got the string {code_envs!r}")

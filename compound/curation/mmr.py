@@ -14,6 +14,7 @@ Two remedies, both pure functions over candidate indices:
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Sequence
 
 import numpy as np
@@ -52,7 +53,7 @@ def mmr(relevance: np.ndarray, vectors: np.ndarray, k: int, *, weight: float) ->
         raise CurationError(f"vectors must be a 2-D array with one row per candidate ({len(rel)}); got shape {vec.shape}")
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
         raise CurationError(f"k must be an integer >= 0; got {k!r}")
-    if not (isinstance(weight, (int, float)) and math.isfinite(weight) and 0.0 <= weight <= 1.0):
+    if isinstance(weight, bool) or not (isinstance(weight, numbers.Real) and math.isfinite(weight) and 0.0 <= weight <= 1.0):
         raise CurationError(f"weight (the diversity weight) must be in [0, 1]; got {weight!r}")
     live = np.isfinite(rel)
     picks: list[int] = []

@@ -61,8 +61,11 @@ class HyperParam:
         if self.kind not in KINDS:
             raise CurationError(f"{key}: kind must be one of {list(KINDS)}; got {self.kind!r}")
         if self.kind == "choice":
+            object.__setattr__(self, "choices", tuple(self.choices))  # a list from YAML stays hashable
             if not self.choices:
                 raise CurationError(f"{key}: a choice hyper-parameter needs at least one choice; got none")
+            if len(set(self.choices)) != len(self.choices):
+                raise CurationError(f"{key}: choices must be distinct; got {list(self.choices)}")
             return
         if self.low is None or self.high is None:
             raise CurationError(f"{key}: a {self.kind} hyper-parameter needs both low and high bounds")
@@ -70,6 +73,8 @@ class HyperParam:
             raise CurationError(f"{key}: bounds must be finite; got low={self.low}, high={self.high}")
         if self.low > self.high:
             raise CurationError(f"{key}: low ({self.low}) must be <= high ({self.high})")
+        if self.kind == "int" and (self.low != int(self.low) or self.high != int(self.high)):
+            raise CurationError(f"{key}: an int hyper-parameter needs whole-number bounds; got low={self.low}, high={self.high}")
 
     def contains(self, value: Any) -> bool:
         """Whether ``value`` lies in this hyper-parameter's domain (ints must be whole numbers)."""
@@ -154,12 +159,16 @@ def _explore_one(hp: HyperParam, value: Any, rng: np.random.Generator, perturb: 
     return hp.choices[min(max(i + step, 0), last)], "perturb"
 
 
+def _check_explore_args(perturb: Sequence[float], resample_p: float) -> None:
+    if not perturb or not all(isinstance(f, numbers.Real) and math.isfinite(f) and f > 0 for f in perturb):
+        raise CurationError(f"curation.pbt.perturb: needs positive finite factors, e.g. (0.8, 1.2); got {list(perturb)}")
+    if not (isinstance(resample_p, numbers.Real) and 0.0 <= resample_p <= 1.0):
+        raise CurationError(f"curation.pbt.resample_p must be in [0, 1]; got {resample_p!r}")
+
+
 def _explore(params: Mapping[str, Any], space: Space, rng: np.random.Generator, perturb: Sequence[float], resample_p: float) -> tuple[dict, dict]:
     named = validate_space(space, params)
-    if not perturb:
-        raise CurationError("curation.pbt.perturb: needs at least one factor, e.g. (0.8, 1.2)")
-    if not 0.0 <= resample_p <= 1.0:
-        raise CurationError(f"curation.pbt.resample_p must be in [0, 1]; got {resample_p}")
+    _check_explore_args(perturb, resample_p)
     new, changes = dict(params), {}
     for name, hp in named.items():
         value, how = _explore_one(hp, params[name], rng, perturb, resample_p)
@@ -248,6 +257,7 @@ def pbt_decision(
     """
     values = _check_population(scores, params)
     n = quantile_size(len(values), quantile)
+    _check_explore_args(perturb, resample_p)
     named = _as_space(space)
     for p in params:
         validate_space(named, p)

@@ -160,3 +160,15 @@ def test_applying_a_decision_to_other_params_is_refused() -> None:
     assert apply_decision(population(2), record) == record["params_after"]
     with pytest.raises(CurationError, match="segment 4 .* replay lineage in order"):
         apply_decision(population(3)[1:], record)
+
+
+def test_more_bad_spaces_and_explore_arguments_are_named() -> None:
+    with pytest.raises(CurationError, match="curation.pbt.space.k: an int hyper-parameter needs whole-number bounds"):
+        HyperParam("k", "int", low=1.5, high=4)
+    with pytest.raises(CurationError, match="curation.pbt.space.retrieval: choices must be distinct"):
+        HyperParam("retrieval", "choice", choices=["flex", "flex"])
+    assert HyperParam("retrieval", "choice", choices=["flex", "episode"]).choices == ("flex", "episode")
+    with pytest.raises(CurationError, match="curation.pbt.resample_p"):
+        pbt_decision([0.1], population(1), segment=0, seed=0, resample_p=2.0)
+    with pytest.raises(CurationError, match="curation.pbt.perturb"):
+        explore(START, DEFAULT_SPACE, np.random.default_rng(0), perturb=())
