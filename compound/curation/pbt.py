@@ -220,7 +220,7 @@ def quantile_size(n_trials: int, quantile: float) -> int:
     >>> [quantile_size(p, 0.25) for p in (1, 2, 5, 8)]
     [0, 1, 1, 2]
     """
-    if not 0.0 < quantile <= 0.5:
+    if isinstance(quantile, bool) or not isinstance(quantile, numbers.Real) or not 0.0 < quantile <= 0.5:
         raise CurationError(f"curation.pbt.quantile must be in (0, 0.5]; got {quantile}")
     if n_trials < 2:
         return 0
@@ -256,6 +256,9 @@ def pbt_decision(
     True
     """
     values = _check_population(scores, params)
+    for name, value in (("seed", seed), ("segment", segment)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+            raise CurationError(f"curation.pbt.{name} must be an integer >= 0; got {value!r}")
     n = quantile_size(len(values), quantile)
     _check_explore_args(perturb, resample_p)
     named = _as_space(space)

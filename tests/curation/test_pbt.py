@@ -172,3 +172,7 @@ def test_more_bad_spaces_and_explore_arguments_are_named() -> None:
         pbt_decision([0.1], population(1), segment=0, seed=0, resample_p=2.0)
     with pytest.raises(CurationError, match="curation.pbt.perturb"):
         explore(START, DEFAULT_SPACE, np.random.default_rng(0), perturb=())
+    with pytest.raises(CurationError, match="curation.pbt.seed must be an integer >= 0"):
+        pbt_decision([0.1, 0.2], population(2), segment=0, seed=-1)
+    with pytest.raises(CurationError, match="curation.pbt.quantile"):
+        pbt_decision([0.1, 0.2], population(2), segment=0, seed=0, quantile="a quarter")
