@@ -26,6 +26,7 @@ import numpy as np
 from compound.curation.base import Example, NoExamples, Retriever
 from compound.curation.embedders import Embedder
 from compound.curation.errors import CurationError
+from compound.curation.mmr import mmr
 from compound.curation.vectors import StackedVectors, TrajectoryVectors, check_vectors, example_set_embeddings, key_text
 from compound.types import ExampleSet, Trajectory
 
@@ -86,6 +87,7 @@ class FlexRetriever:
             raise CurationError(f"query_field must be 'auto', 'observation' or 'reasoning'; got {query_field!r}")
         self.embedder = embedder
         self.query_field = query_field
+        self.diversity = 0.0  # MMR weight choosing the k shown (0 = plain top-k); the worker sets it per trial
         self._trajectories: list[Trajectory] = []
         self._stack = StackedVectors(embedder.dim)
         self._alive = np.zeros(0, dtype=bool)
@@ -163,7 +165,7 @@ class FlexRetriever:
         (q,) = self.embedder.embed([key_text(goal, category)])
         scores = self._masked(self._key_scores(q), self._usable, exclude_task)
         out = []
-        for i in top_k(scores, k):
+        for i in self._pick(scores, k, self._key):
             t = self._trajectories[i]
             steps = t.steps if with_steps else ()
             out.append(Example(t.id, t.goal, t.category, t.plan, steps=steps, score=float(scores[i])))
@@ -203,7 +205,7 @@ class FlexRetriever:
             shortlist_scores = 0.5 * (shortlist_scores + similarities(self._plan, q_plan))
         shortlist_scores = self._masked(shortlist_scores, self._has_steps, exclude_task)
         out = []
-        for i in top_k(shortlist_scores, k):
+        for i in self._pick(shortlist_scores, k, self._key + self._plan):
             lo, hi = self._offsets[i], self._offsets[i + 1]
             centre = int(np.argmax(self._step_scores(lo, hi, q_step)))  # argmax: first of equals
             t = self._trajectories[i]
@@ -220,6 +222,17 @@ class FlexRetriever:
                 )
             )
         return out
+
+    def _pick(self, scores: np.ndarray, k: int, vectors: np.ndarray) -> np.ndarray:
+        """Top-k by score, or with ``diversity > 0`` maximal marginal relevance among the top 4k.
+
+        MMR trades a little relevance for examples unlike those already
+        picked, so the k shown cover different strategies, not k near-copies.
+        """
+        if self.diversity <= 0:
+            return top_k(scores, k)
+        pool = top_k(scores, 4 * k)
+        return pool[mmr(scores[pool], vectors[pool], k, weight=self.diversity)]
 
     def _step_scores(self, lo: int, hi: int, q: np.ndarray) -> np.ndarray:
         if self.query_field == "observation":

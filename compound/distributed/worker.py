@@ -24,6 +24,7 @@ from compound.config import RunConfig
 from compound.curation import FlexRetriever, make_embedder, make_retriever
 from compound.curation.base import NoExamples, Retriever
 from compound.curation.chunk_log import Chunk
+from compound.curation.trial_params import agent_for
 from compound.curation.vectors import embed_trajectories
 from compound.distributed.engines import RemoteLLM, engine_kwargs
 from compound.distributed.episodes import EVAL_NONE, EpisodeSpec, episode_temperature
@@ -133,17 +134,20 @@ class AgentWorker:
         if key not in self._frozen:
             example_set: ExampleSet = await ref
             self._frozen[key] = make_retriever(example_set, self.embedder)
+            self._frozen[key].diversity = self.cfg.curation.diversity
         return self._frozen[key]
 
     async def run(self, spec: EpisodeSpec, frozen: list | None = None) -> Trajectory:
         """Run one episode. ``frozen``: ``[ref]`` of an ExampleSet to evaluate against, unchanging."""
         cfg = self.cfg
-        if spec.phase == EVAL_NONE or cfg.agent.examples == "none":
+        agent = agent_for(cfg.agent, spec.params)
+        if spec.phase == EVAL_NONE or agent.examples == "none":
             retriever: Retriever = NoExamples()
         elif frozen is not None:
             retriever = await self._frozen_retriever(frozen[0])
         else:
             retriever = await self._retriever_for_trial(spec.trial)
+            retriever.diversity = float(spec.params.get("diversity", cfg.curation.diversity))
         env = self.envs.acquire()
         try:
             trajectory = await run_episode(
@@ -151,7 +155,7 @@ class AgentWorker:
                 spec.task,
                 self.llm,
                 retriever,
-                cfg.agent,
+                agent,
                 trial=spec.trial,
                 attempt=spec.attempt,
                 trajectory_id=spec.trajectory_id or None,
