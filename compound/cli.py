@@ -1,4 +1,4 @@
-"""The ``compound`` command: run, envs, doctor, serve, library export.
+"""The ``compound`` command: run, envs, doctor, serve, replay, lineage, library export.
 
 User mistakes (a bad config, a missing data set, an unreachable endpoint)
 print one line naming what is wrong and how to fix it, and exit non-zero
@@ -122,6 +122,52 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_dir(path: str) -> Path:
+    run_dir = Path(path)
+    if not (run_dir / "trajectories.parquet").is_file() or not (run_dir / "config.yaml").is_file():
+        raise ConfigError(f"{run_dir} is not a run directory (no trajectories.parquet and config.yaml there)")
+    return run_dir
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from compound.replay import compare, read_lineage, replay
+    from compound.rundir import read_trajectories
+
+    run_dir = _run_dir(args.run_dir)
+    cfg = load_config(run_dir / "config.yaml")
+    lineage = read_lineage(run_dir / "lineage.jsonl")
+    result = replay(read_trajectories(run_dir / "trajectories.parquet"), lineage, cfg.curation.trials)
+    saved = []
+    for trial in range(cfg.curation.trials):
+        path = run_dir / "stores" / f"trial-{trial}.parquet"
+        if not path.is_file():
+            return _fail(f"{path} is missing: the run ended before its stores were saved", EXIT_USER_ERROR)
+        saved.append(read_trajectories(path))
+    for b in result.boundaries:
+        print(f"segment {b['segment']}: store sizes replayed {b['replayed']}, recorded {b['recorded']}")
+    problems = result.mismatches + compare(result.stores, saved)
+    for trial, store in enumerate(result.stores):
+        print(f"trial {trial}: {len(store)} trajectories replayed, {len(saved[trial])} saved")
+    if problems:
+        print("stores differ:\n  " + "\n  ".join(problems))
+        return 1
+    print("stores equal: every trial's saved store is rebuilt id for id, in order, from trajectories.parquet and lineage.jsonl")
+    return 0
+
+
+def cmd_lineage(args: argparse.Namespace) -> int:
+    from compound.lineage_report import lineage_table, plot_lineage
+    from compound.replay import read_lineage
+
+    run_dir = _run_dir(args.run_dir)
+    cfg = load_config(run_dir / "config.yaml")
+    lineage = read_lineage(run_dir / "lineage.jsonl")
+    print(lineage_table(lineage))
+    path = plot_lineage(lineage, cfg.curation.trials, run_dir / "lineage.png")
+    print(f"compound: plot written to {path}", file=sys.stderr)
+    return 0
+
+
 def cmd_library_export(args: argparse.Namespace) -> int:
     from compound.envs.operators.library import export_library
 
@@ -159,6 +205,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--max-batch", type=int, default=8)
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("replay", help="rebuild every trial's store from trajectories.parquet + lineage.jsonl; check it equals the saved one")
+    p.add_argument("run_dir")
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("lineage", help="which trial descended from which (table, and lineage.png in the run directory)")
+    p.add_argument("run_dir")
+    p.set_defaults(func=cmd_lineage)
 
     p = sub.add_parser("library", help="the operator library built by an operators run")
     lib = p.add_subparsers(dest="library_command", required=True)

@@ -87,14 +87,41 @@ class AgentConfig(_Section):
     plan_max_tokens: int = Field(48, ge=1, le=4096, description="Most tokens for the plan.")
 
 
+class PBTSearchParam(_Section):
+    """Where PBT may move one hyper-parameter: numeric bounds, or a list of choices."""
+
+    low: float | None = Field(None, description="Lowest value (k, temperature, diversity).")
+    high: float | None = Field(None, description="Highest value (k, temperature, diversity).")
+    choices: list[str] | None = Field(None, description="Allowed values (retrieval: flex, episode).")
+
+
+class PBTConfig(_Section):
+    quantile: float = Field(0.25, gt=0.0, le=0.5, description="Bottom share of trials that exploit a top-share trial (Ray Tune's default 0.25).")
+    resample_p: float = Field(0.25, ge=0.0, le=1.0, description="Chance that explore resamples a hyper-parameter instead of perturbing it.")
+    perturb: list[float] = Field(default_factory=lambda: [0.8, 1.2], min_length=1, description="Factors explore multiplies a numeric hyper-parameter by.")
+    space: dict[str, PBTSearchParam] = Field(
+        default_factory=lambda: {"k": PBTSearchParam(low=1, high=8), "temperature": PBTSearchParam(low=0.0, high=1.0)},
+        description="Hyper-parameters explored and their domains: k (examples shown), temperature (training "
+        "sampling), retrieval (flex/episode), diversity (MMR weight in [0, 1] at retrieval).",
+    )
+
+
 class CurationConfig(_Section):
     embedder: Literal["minilm", "tfidf"] = Field("minilm", description="minilm: all-MiniLM-L6-v2 (the paper's); tfidf: fast, no model.")
     trials: int = Field(1, ge=1, le=64, description="Population size: experience stores (trials) run side by side.")
     segment_first: int = Field(20, ge=1, description="Tasks in the first segment of the training stream.")
     segment_growth: float = Field(2.0, ge=1.0, le=16.0, description="Each next segment is this many times the previous one.")
-    trial_selection: bool = Field(True, description="DB-curation: at each segment end the worst trial takes a copy of the best.")
+    selection: Literal["pbt", "paper", "none"] = Field(
+        "paper",
+        description="Trial-level selection at each segment end: paper = Traj-Bootstrap's DB-curation (worst trial "
+        "<- copy of the best's store); pbt = bottom quantile copies a top trial's store and hyper-parameters, then "
+        "explores them; none = trials stay independent.",
+    )
+    pbt: PBTConfig = Field(default_factory=PBTConfig, description="PBT settings (selection: pbt).")
+    diversity: float = Field(0.0, ge=0.0, le=1.0, description="Retrieval-time diversity: MMR weight when choosing the k examples shown (0 = plain top-k); a PBT hyper-parameter.")
     exemplar_curation: bool = Field(False, description="After training keep per task the highest-utility trajectory across trials.")
     diversity_clusters: int = Field(0, ge=0, description="Cluster-based diversity: k-means into this many clusters over the final store and keep the best of each, so it holds at most this many trajectories covering different strategies (0 = off).")
+
 
 
 class DistributedConfig(_Section):
@@ -127,6 +154,14 @@ class RunConfig(_Section):
             raise ValueError("llm.base_url is required when llm.engine is 'openai' (e.g. http://127.0.0.1:8000/v1)")
         if self.llm.engine == "scripted" and not self.llm.script:
             raise ValueError("llm.script must list replies when llm.engine is 'scripted'")
+        if self.curation.selection == "pbt":
+            from compound.curation.errors import CurationError
+            from compound.curation.trial_params import check_search, start_params
+
+            try:
+                check_search(self.curation.pbt.space, start_params(self.agent, self.llm, self.curation))
+            except CurationError as exc:
+                raise ValueError(f"{exc} (start values come from agent.k_*, llm.temperature, agent.examples, curation.diversity)") from None
         return self
 
 
@@ -297,10 +332,20 @@ def reference_markdown() -> str:
     top = [(name, f) for name, f in RunConfig.model_fields.items() if not _is_section(f.annotation)]
     lines += ["| key | default | meaning |", "|---|---|---|"]
     lines += [_reference_row(name, f) for name, f in top]
+    def section(prefix: str, model: type[BaseModel]) -> None:
+        lines.extend(["", f"**`{prefix}:`**", "", "| key | default | meaning |", "|---|---|---|"])
+        nested = []
+        for k, sub in model.model_fields.items():
+            if _is_section(sub.annotation):
+                nested.append((f"{prefix}.{k}", sub.annotation))
+            else:
+                lines.append(_reference_row(f"{prefix}.{k}", sub))
+        for name, sub_model in nested:
+            section(name, sub_model)
+
     for name, f in RunConfig.model_fields.items():
         if _is_section(f.annotation):
-            lines += ["", f"**`{name}:`**", "", "| key | default | meaning |", "|---|---|---|"]
-            lines += [_reference_row(f"{name}.{k}", sub) for k, sub in f.annotation.model_fields.items()]
+            section(name, f.annotation)
     return "\n".join(lines)
 
 
@@ -308,6 +353,14 @@ def _is_section(annotation: Any) -> bool:
     return isinstance(annotation, type) and issubclass(annotation, BaseModel)
 
 
+def _plain(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(exclude_none=True)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
 def _reference_row(key: str, field: Any) -> str:
-    default = field.get_default(call_default_factory=True)
+    default = _plain(field.get_default(call_default_factory=True))
     return f"| `{key}` | `{default!r}` | {field.description or ''} |"

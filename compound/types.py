@@ -14,6 +14,7 @@ text in Arrow, so they must hold JSON values.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from dataclasses import dataclass, field, replace
@@ -85,7 +86,9 @@ class Step:
     the action); ``raw_action`` is what the model wrote, ``action`` what was
     sent to the environment. ``valid_actions`` are the actions the agent was
     offered at this step, as shown to it: a stored success replayed as a
-    demonstration shows the choice it made, not only the answer.
+    demonstration shows the choice it made, not only the answer. ``info`` is
+    the environment's ``StepResult.info`` for this action (JSON values; e.g.
+    the operators suite's pass counts and structural key).
     """
 
     observation: str
@@ -95,15 +98,20 @@ class Step:
     action_status: ActionStatus = "valid"
     reward: float = 0.0
     valid_actions: tuple[str, ...] = ()
+    info: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class Trajectory:
     """One attempt at one task, with everything needed to reuse or audit it.
 
-    ``example_set_version`` and ``example_ids`` say which stored trajectories
-    the agent was shown, so utility (exemplar curation), staleness and lineage
-    can be computed after the fact. ``(phase, trial, task key, attempt)``
+    ``example_set_version`` and ``example_ids`` (distinct, in order of first
+    showing) say which stored trajectories the agent was shown, so staleness
+    and lineage can be computed after the fact; ``retrievals`` lists every id
+    every retrieval call returned, in call order and with repeats, which is
+    what exemplar utility needs (f_i(tau) = count of tau / len(retrievals)).
+    ``id`` derives from the attempt key and the run seed
+    (``trajectory_id``), so a replayed or resumed run gives the same ids. ``(phase, trial, task key, attempt)``
     identifies the attempt: re-running it must produce a replacement, not a
     duplicate. ``phase`` is ``train`` for the learning stream, ``eval/none``
     for held-out episodes without examples and ``eval/store`` for held-out
@@ -132,9 +140,11 @@ class Trajectory:
     final_observation: str = ""
     reward: float = 0.0
     phase: str = "train"
+    retrievals: tuple[str, ...] = ()
 
     @staticmethod
     def new_id() -> str:
+        """A random id, for trajectories made outside a run (tests, hand-built stores)."""
         return uuid.uuid4().hex
 
     @property
@@ -147,6 +157,18 @@ class Trajectory:
 
     def with_updates(self, **changes: Any) -> "Trajectory":
         return replace(self, **changes)
+
+
+def trajectory_id(run_seed: int, phase: str, trial: int, task_key: str, attempt: int) -> str:
+    """The id of one attempt of a run: the same seed and attempt key always give the same id.
+
+    >>> trajectory_id(0, "train", 1, "twx/coin:3", 0) == trajectory_id(0, "train", 1, "twx/coin:3", 0)
+    True
+    >>> len(trajectory_id(0, "train", 1, "twx/coin:3", 0))
+    32
+    """
+    text = json.dumps([run_seed, phase, trial, task_key, attempt]).encode()
+    return hashlib.blake2b(text, digest_size=16, person=b"compound-traj").hexdigest()
 
 
 @dataclass(frozen=True)
@@ -186,6 +208,7 @@ STEP_TYPE = pa.struct(
         ("action_status", pa.string()),
         ("reward", pa.float64()),
         ("valid_actions", pa.list_(pa.string())),
+        ("info", pa.string()),
     ]
 )
 
@@ -213,27 +236,38 @@ TRAJECTORY_SCHEMA = pa.schema(
         ("final_observation", pa.string()),
         ("reward", pa.float64()),
         ("phase", pa.string()),
+        ("retrievals", pa.list_(pa.string())),
     ],
-    metadata={"compound.schema": "trajectory/2"},
+    metadata={"compound.schema": "trajectory/3"},
 )
+"""trajectory/3 added ``retrievals`` and the steps' ``info``; ``from_arrow`` reads
+trajectory/2 files too (no retrievals, empty info)."""
 
-_STEP_FIELDS = [f.name for f in STEP_TYPE]
+_STEP_FIELDS = [f.name for f in STEP_TYPE if f.name not in ("valid_actions", "info")]
+
+
+def _step_row(s: Step) -> dict[str, Any]:
+    return {**{k: getattr(s, k) for k in _STEP_FIELDS}, "valid_actions": list(s.valid_actions), "info": json.dumps(dict(s.info))}
+
+
+def _step_from_row(s: Mapping[str, Any]) -> Step:
+    info = s.get("info")
+    return Step(**{k: s[k] for k in _STEP_FIELDS}, valid_actions=tuple(s["valid_actions"] or ()), info=json.loads(info) if info else {})
 
 
 def trajectory_to_row(t: Trajectory) -> dict[str, Any]:
     row = {name: getattr(t, name) for name in TRAJECTORY_SCHEMA.names}
-    row["steps"] = [{**{k: getattr(s, k) for k in _STEP_FIELDS}, "valid_actions": list(s.valid_actions)} for s in t.steps]
+    row["steps"] = [_step_row(s) for s in t.steps]
     row["example_ids"] = list(t.example_ids)
+    row["retrievals"] = list(t.retrievals)
     return row
 
 
 def trajectory_from_row(row: Mapping[str, Any]) -> Trajectory:
     values = dict(row)
-    values["steps"] = tuple(
-        Step(**{**{k: s[k] for k in _STEP_FIELDS}, "valid_actions": tuple(s["valid_actions"] or ())})
-        for s in row["steps"] or ()
-    )
+    values["steps"] = tuple(_step_from_row(s) for s in row["steps"] or ())
     values["example_ids"] = tuple(row["example_ids"] or ())
+    values["retrievals"] = tuple(row.get("retrievals") or ())
     return Trajectory(**{name: values[name] for name in TRAJECTORY_SCHEMA.names})
 
 
@@ -243,7 +277,9 @@ def to_arrow(trajectories: Sequence[Trajectory]) -> pa.Table:
 
 
 def from_arrow(table: pa.Table) -> list[Trajectory]:
-    """The inverse of ``to_arrow``; accepts any table with the schema's columns."""
+    """The inverse of ``to_arrow``; accepts any table with the schema's columns (or trajectory/2's)."""
+    if "retrievals" not in table.column_names:  # trajectory/2
+        table = table.append_column("retrievals", pa.array([[]] * table.num_rows, pa.list_(pa.string())))
     table = table.select(TRAJECTORY_SCHEMA.names)
     return [trajectory_from_row(r) for r in table.to_pylist()]
 

@@ -68,19 +68,22 @@ def _every_field(cls: type, **special: st.SearchStrategy) -> st.SearchStrategy:
     return st.builds(cls, **kwargs)
 
 
-STEPS = _every_field(Step, action_status=st.sampled_from(get_args(ActionStatus)))
-TRAJECTORIES = _every_field(
-    Trajectory,
-    steps=st.lists(STEPS, max_size=5).map(tuple),
-    example_ids=st.lists(TEXT, max_size=4).map(tuple),
-)
-
 JSON_SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | TEXT
 JSON_VALUES = st.recursive(
     JSON_SCALARS,
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(TEXT, inner, max_size=3),
     max_leaves=8,
 )
+
+STEPS = _every_field(
+    Step, action_status=st.sampled_from(get_args(ActionStatus)), info=st.dictionaries(TEXT, JSON_VALUES, max_size=3)
+)
+TRAJECTORIES = _every_field(
+    Trajectory,
+    steps=st.lists(STEPS, max_size=5).map(tuple),
+    example_ids=st.lists(TEXT, max_size=4).map(tuple),
+)
+
 
 TASKS = _every_field(Task, params=st.dictionaries(TEXT, JSON_VALUES, max_size=4))
 
@@ -105,7 +108,7 @@ def test_trajectories_round_trip_through_parquet_losslessly(trajectories: list[T
     table = pq.read_table(path)
 
     assert table.schema.equals(TRAJECTORY_SCHEMA, check_metadata=False)
-    assert table.schema.metadata[b"compound.schema"] == b"trajectory/2"
+    assert table.schema.metadata[b"compound.schema"] == b"trajectory/3"
     assert from_arrow(table) == trajectories
     path.unlink()
 
@@ -135,6 +138,17 @@ def test_from_arrow_accepts_reordered_and_extra_columns() -> None:
     reordered = table.select(list(reversed(table.column_names))).append_column("extra", pa.array(["ignored"]))
 
     assert from_arrow(reordered) == [trajectory]
+
+
+def test_a_trajectory_2_file_still_reads() -> None:
+    """Run directories written before retrievals and step info existed stay readable."""
+    step = Step(observation="a room", action="look")
+    trajectory = Trajectory("t1", "twx/coin", "7", "train", "g", "c", "p", (step,), True, True, False, example_ids=("x",))
+    table = to_arrow([trajectory]).drop_columns(["retrievals"])
+    steps_v2 = pa.array([[{k: v for k, v in row.items() if k != "info"} for row in table.column("steps").to_pylist()[0]]])
+    table = table.set_column(table.column_names.index("steps"), "steps", steps_v2)
+
+    assert from_arrow(table) == [trajectory]
 
 
 def test_to_arrow_of_nothing_is_an_empty_table_with_the_schema() -> None:

@@ -34,9 +34,10 @@ TextWorldExpress, that is the final score.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 from compound.agent import prompts
 from compound.agent.actions import match_action, parse_action, parse_code
@@ -73,15 +74,17 @@ class _Caller:
 
 @dataclass
 class _Shown:
-    """Ids of the stored trajectories shown to the agent, distinct, in order of first showing."""
+    """What the agent was shown: every retrieved id with repeats (``retrievals``) and the distinct ids."""
 
-    ids: list[str] = field(default_factory=list)
+    retrievals: list[str] = field(default_factory=list)
 
     def add(self, examples: Sequence[Example]) -> list[Example]:
-        for ex in examples:
-            if ex.trajectory_id not in self.ids:
-                self.ids.append(ex.trajectory_id)
+        self.retrievals.extend(ex.trajectory_id for ex in examples)
         return list(examples)
+
+    @property
+    def ids(self) -> list[str]:
+        return list(dict.fromkeys(self.retrievals))
 
 
 async def run_episode(
@@ -93,6 +96,7 @@ async def run_episode(
     *,
     trial: int = 0,
     attempt: int = 0,
+    trajectory_id: str | None = None,
     seed: int | None = None,
     max_tokens: int = 24,
     temperature: float = 0.0,
@@ -100,6 +104,8 @@ async def run_episode(
     """Play ``task`` in ``env`` with ``llm``, shown examples from ``retriever``; return the trajectory.
 
     ``max_tokens`` bounds each action; the plan gets ``cfg.plan_max_tokens``.
+    ``trajectory_id``: the run's id for this attempt (``compound.types.trajectory_id``);
+    a random one when the episode is played outside a run.
     ``success`` is the environment's verdict on the last step; reaching
     ``cfg.max_steps`` without the game ending sets ``truncated``.
     """
@@ -177,7 +183,7 @@ async def run_episode(
     assert result is not None  # cfg.max_steps >= 1
     terminated = result.terminated
     return Trajectory(
-        id=Trajectory.new_id(),
+        id=trajectory_id or Trajectory.new_id(),
         env_id=task.env_id,
         task_id=task.task_id,
         split=task.split,
@@ -191,6 +197,7 @@ async def run_episode(
         model=getattr(llm, "model_name", ""),
         example_set_version=int(retriever.version),
         example_ids=tuple(shown.ids),
+        retrievals=tuple(shown.retrievals),
         prompt_tokens=call.prompt_tokens,
         completion_tokens=call.completion_tokens,
         wall_time_s=time.perf_counter() - started,
@@ -212,4 +219,10 @@ def _step(
         action_status=status,
         reward=float(result.reward),
         valid_actions=tuple((observation.valid_actions or ())[: prompts.MAX_ACTIONS_SHOWN]),
+        info=_json_safe(result.info),
     )
+
+
+def _json_safe(info: Mapping[str, Any]) -> dict[str, Any]:
+    """The environment's step info as JSON values (what Parquet stores); anything else becomes its repr."""
+    return json.loads(json.dumps(dict(info), default=repr)) if info else {}

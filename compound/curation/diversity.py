@@ -16,9 +16,34 @@ import numpy as np
 from compound.curation.errors import CurationError
 from compound.types import ExampleSet, Trajectory
 
+MINIBATCH_ROWS = 4096
+"""From this many rows on, ``cluster_labels`` uses ``MiniBatchKMeans``: full k-means costs
+O(rows x clusters x n_init) per iteration, mini-batches keep a large store's
+clustering to a fraction of a second per refresh at a small loss of inertia."""
+
+MINIBATCH_SIZE = 1024
+"""Rows per mini-batch (scikit-learn's default, fixed here so upgrades do not move labels)."""
+
+CLUSTER_THREADS = 1
+"""OpenMP/BLAS threads a clustering may use. The curator shares its node with agent
+workers and engines; letting k-means spawn a thread per core there
+oversubscribes the CPUs, and OpenMP's spinning threads then run it 100x slower
+(measured: 2.7 s vs 0.01 s for 2,400 x 16 rows on 2 loaded cores). At store
+sizes one thread is fast enough."""
+
 
 def cluster_labels(embeddings: np.ndarray, n_clusters: int, *, seed: int = 0) -> np.ndarray:
-    """k-means labels (scikit-learn, fixed seed), with ``n_clusters`` capped at the distinct rows."""
+    """k-means labels (scikit-learn, fixed seed), with ``n_clusters`` capped at the distinct rows.
+
+    Below ``MINIBATCH_ROWS`` rows: ``KMeans(n_init=10)``; from it on:
+    ``MiniBatchKMeans(n_init=3, batch_size=MINIBATCH_SIZE)``. Both take
+    ``random_state=seed``, so labels are reproducible, and run on
+    ``CLUSTER_THREADS`` threads.
+
+    >>> labels = cluster_labels(np.array([[0.0, 0.0], [0.1, 0.0], [5.0, 5.0]]), 2)
+    >>> bool(labels[0] == labels[1] != labels[2])
+    True
+    """
     embeddings = np.asarray(embeddings, dtype=np.float64)
     if embeddings.ndim != 2:
         raise CurationError(f"embeddings must be a 2-D array (one row per trajectory); got shape {embeddings.shape}")
@@ -28,10 +53,18 @@ def cluster_labels(embeddings: np.ndarray, n_clusters: int, *, seed: int = 0) ->
     clusters = min(n_clusters, distinct)
     if clusters <= 1:
         return np.zeros(len(embeddings), dtype=np.int64)
-    from sklearn.cluster import KMeans
+    from threadpoolctl import threadpool_limits
 
-    model = KMeans(n_clusters=clusters, n_init=10, random_state=seed)
-    return model.fit_predict(embeddings).astype(np.int64)
+    if len(embeddings) >= MINIBATCH_ROWS:
+        from sklearn.cluster import MiniBatchKMeans
+
+        model = MiniBatchKMeans(n_clusters=clusters, n_init=3, batch_size=MINIBATCH_SIZE, random_state=seed)
+    else:
+        from sklearn.cluster import KMeans
+
+        model = KMeans(n_clusters=clusters, n_init=10, random_state=seed)
+    with threadpool_limits(limits=CLUSTER_THREADS):
+        return model.fit_predict(embeddings).astype(np.int64)
 
 
 def diverse_selection(

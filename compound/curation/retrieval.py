@@ -19,15 +19,16 @@ query texts (in one ``embed`` call) and ranks with matrix-vector products.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Sequence
 
 import numpy as np
 
 from compound.curation.base import Example, NoExamples, Retriever
 from compound.curation.embedders import Embedder
 from compound.curation.errors import CurationError
-from compound.curation.vectors import example_set_embeddings, key_text
-from compound.types import ExampleSet
+from compound.curation.mmr import mmr
+from compound.curation.vectors import StackedVectors, TrajectoryVectors, check_vectors, example_set_embeddings, key_text
+from compound.types import ExampleSet, Trajectory
 
 QueryField = Literal["auto", "observation", "reasoning"]
 
@@ -84,22 +85,69 @@ class FlexRetriever:
     def __init__(self, example_set: ExampleSet, embedder: Embedder, *, query_field: QueryField = "auto") -> None:
         if query_field not in ("auto", "observation", "reasoning"):
             raise CurationError(f"query_field must be 'auto', 'observation' or 'reasoning'; got {query_field!r}")
-        self.version = example_set.version
-        self.example_set = example_set
         self.embedder = embedder
         self.query_field = query_field
-        emb = example_set_embeddings(example_set, embedder)
-        self._key = np.asarray(emb["key"], dtype=np.float32)
-        self._plan = np.asarray(emb["plan"], dtype=np.float32)
-        self._observation = np.asarray(emb["observation"], dtype=np.float32)
-        self._reasoning = np.asarray(emb["reasoning"], dtype=np.float32)
-        self._offsets = np.asarray(emb["step_offsets"], dtype=np.int64)
-        trajectories = example_set.trajectories
-        self._usable = np.array([t.success for t in trajectories], dtype=bool)
-        self._has_steps = self._usable & (np.diff(self._offsets) > 0)
+        self.diversity = 0.0  # MMR weight choosing the k shown (0 = plain top-k); the worker sets it per trial
+        self._trajectories: list[Trajectory] = []
+        self._stack = StackedVectors(embedder.dim)
+        self._alive = np.zeros(0, dtype=bool)
+        self._success = np.zeros(0, dtype=bool)
+        self._row_of_id: dict[str, int] = {}
         self._rows_of_task: dict[str, list[int]] = {}
-        for i, t in enumerate(trajectories):
+        emb = example_set_embeddings(example_set, embedder)
+        offsets = emb["step_offsets"]
+        vectors = [
+            TrajectoryVectors(emb["key"][i], emb["plan"][i], emb["observation"][lo:hi], emb["reasoning"][lo:hi])
+            for i, (lo, hi) in enumerate(zip(offsets[:-1], offsets[1:]))
+        ]
+        self.extend(example_set.version, example_set.trajectories, vectors)
+
+    @classmethod
+    def empty(cls, embedder: Embedder, *, query_field: QueryField = "auto") -> "FlexRetriever":
+        """A retriever with nothing in it yet, to be grown with ``extend`` (a worker's view of a chunk log)."""
+        return cls(ExampleSet(version=0, trajectories=()), embedder, query_field=query_field)
+
+    def __len__(self) -> int:
+        """Retrievable successes (superseded ones not counted)."""
+        return int(self._usable.sum())
+
+    def extend(
+        self,
+        version: int,
+        trajectories: Sequence[Trajectory],
+        vectors: Sequence[TrajectoryVectors],
+        removed: Sequence[str] = (),
+    ) -> None:
+        """Apply one chunk: ``removed`` ids stop being retrievable, then the new rows are appended.
+
+        Appending writes only the new rows (``StackedVectors`` grows its
+        buffers geometrically), so applying a delta costs O(delta), not
+        O(store). Vectors of the wrong width are refused.
+        """
+        for tid in removed:
+            row = self._row_of_id.get(tid)
+            if row is not None:
+                self._alive[row] = False
+        for t, v in zip(trajectories, vectors):
+            check_vectors(t, v, self.embedder.dim, self.embedder.name)
+            old = self._row_of_id.get(t.id)
+            if old is not None:
+                self._alive[old] = False
+        first = len(self._trajectories)
+        self._stack.append(range(first, first + len(trajectories)), list(vectors))
+        self._trajectories.extend(trajectories)
+        self._alive = np.concatenate([self._alive, np.ones(len(trajectories), dtype=bool)])
+        self._success = np.concatenate([self._success, np.array([t.success for t in trajectories], dtype=bool)])
+        for i, t in enumerate(trajectories, start=first):
+            self._row_of_id[t.id] = i
             self._rows_of_task.setdefault(t.task_key, []).append(i)
+        self.version = version
+        emb = self._stack.arrays()
+        self._key, self._plan = emb["key"], emb["plan"]
+        self._observation, self._reasoning = emb["observation"], emb["reasoning"]
+        self._offsets = emb["step_offsets"]
+        self._usable = self._alive & self._success
+        self._has_steps = self._usable & (np.diff(self._offsets) > 0)
 
     def _masked(self, scores: np.ndarray, allowed: np.ndarray, exclude_task: str | None) -> np.ndarray:
         scores = np.where(allowed, scores, -np.inf)
@@ -117,8 +165,8 @@ class FlexRetriever:
         (q,) = self.embedder.embed([key_text(goal, category)])
         scores = self._masked(self._key_scores(q), self._usable, exclude_task)
         out = []
-        for i in top_k(scores, k):
-            t = self.example_set.trajectories[i]
+        for i in self._pick(scores, k, self._key):
+            t = self._trajectories[i]
             steps = t.steps if with_steps else ()
             out.append(Example(t.id, t.goal, t.category, t.plan, steps=steps, score=float(scores[i])))
         return out
@@ -157,10 +205,10 @@ class FlexRetriever:
             shortlist_scores = 0.5 * (shortlist_scores + similarities(self._plan, q_plan))
         shortlist_scores = self._masked(shortlist_scores, self._has_steps, exclude_task)
         out = []
-        for i in top_k(shortlist_scores, k):
+        for i in self._pick(shortlist_scores, k, self._key + self._plan):
             lo, hi = self._offsets[i], self._offsets[i + 1]
             centre = int(np.argmax(self._step_scores(lo, hi, q_step)))  # argmax: first of equals
-            t = self.example_set.trajectories[i]
+            t = self._trajectories[i]
             first = max(0, centre - window)
             out.append(
                 Example(
@@ -174,6 +222,17 @@ class FlexRetriever:
                 )
             )
         return out
+
+    def _pick(self, scores: np.ndarray, k: int, vectors: np.ndarray) -> np.ndarray:
+        """Top-k by score, or with ``diversity > 0`` maximal marginal relevance among the top 4k.
+
+        MMR trades a little relevance for examples unlike those already
+        picked, so the k shown cover different strategies, not k near-copies.
+        """
+        if self.diversity <= 0:
+            return top_k(scores, k)
+        pool = top_k(scores, 4 * k)
+        return pool[mmr(scores[pool], vectors[pool], k, weight=self.diversity)]
 
     def _step_scores(self, lo: int, hi: int, q: np.ndarray) -> np.ndarray:
         if self.query_field == "observation":

@@ -20,14 +20,14 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import pyarrow as pa
 
 from compound.curation import store_io
 from compound.curation.embedders import Embedder
 from compound.curation.errors import CurationError
-from compound.curation.vectors import StackedVectors, TrajectoryVectors, embed_trajectories
+from compound.curation.vectors import StackedVectors, TrajectoryVectors, check_vectors, embed_trajectories
 from compound.types import ExampleSet, Trajectory
 
 AttemptKey = tuple[Any, ...]  # Trajectory.attempt_key: (phase, trial, task key, attempt)
@@ -136,18 +136,30 @@ class ExperienceStore:
 
     # ------------------------------------------------------------------ writing
 
-    def add(self, trajectories: Iterable[Trajectory], *, reuse_from: Sequence["ExperienceStore"] = ()) -> int:
+    def add(
+        self,
+        trajectories: Iterable[Trajectory],
+        *,
+        vectors: Mapping[str, TrajectoryVectors] | None = None,
+        reuse_from: Sequence["ExperienceStore"] = (),
+    ) -> int:
         """Adds attempts (one per attempt key; a repeated key replaces) and returns the version.
 
-        New successes are embedded in one batch and appended to the stacked
-        vectors; a change to an already stored success (replaced, or turned
-        into a failure) rebuilds the stack once for the whole call.
+        ``vectors``: precomputed vectors by trajectory id (workers embed their
+        own successes, so the curator does not); they are checked against
+        this store's embedder. Successes without are embedded here in one
+        batch (resume, hand-built stores). New successes are appended to the
+        stacked vectors; a change to an already stored success (replaced, or
+        turned into a failure) rebuilds the stack once for the whole call.
         ``reuse_from``: stores whose vectors may be reused for identical
         trajectories (building a curated store without embedding again).
         """
         incoming: dict[AttemptKey, Trajectory] = {}
         for t in trajectories:
             incoming[t.attempt_key] = t
+        for t in incoming.values():  # refuse before changing anything
+            if t.success and vectors and t.id in vectors:
+                check_vectors(t, vectors[t.id], self.embedder.dim, self.embedder.name)
         changed = rebuild = False
         fresh: dict[AttemptKey, TrajectoryVectors] = {}
         to_embed: list[tuple[AttemptKey, Trajectory]] = []
@@ -159,7 +171,8 @@ class ExperienceStore:
             changed |= t.success or (old is not None and old.success)
             rebuild |= old is not None and (old.success or t.success)  # an existing row moves or goes
             if t.success:
-                reused = _find_vectors(t, reuse_from, self.embedder.name)
+                given = (vectors or {}).get(t.id)
+                reused = given if given is not None else _find_vectors(t, reuse_from, self.embedder.name)
                 if reused is None:
                     to_embed.append((key, t))
                 else:
@@ -174,6 +187,10 @@ class ExperienceStore:
         if changed:
             self._touch()
         return self._version
+
+    def vectors(self, key: AttemptKey) -> TrajectoryVectors:
+        """The stored vectors of the success at attempt ``key`` (read-only views)."""
+        return self._stack.get(key)
 
     def copy(self, trial: int | None = None) -> "ExperienceStore":
         """An independent store with the same attempts, vectors and version."""

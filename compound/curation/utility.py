@@ -3,7 +3,8 @@
 A stored trajectory tau is useful if the episodes that were shown it tended
 to succeed. With ``o_i`` = 1 when episode ``i`` succeeded and ``f_i(tau)`` =
 the share of episode ``i``'s retrievals that returned tau (its count in
-``i.example_ids`` over their length), the utility is
+``i.retrievals``, every id every retrieval call returned, with repeats,
+over their length), the utility is
 
     Q(tau) = sum_i o_i * f_i(tau) / sum_i f_i(tau)
 
@@ -42,21 +43,23 @@ def _unique_by_id(trajectories: Iterable[Trajectory]) -> list[Trajectory]:
 
 
 def exemplar_utilities(episodes: Iterable[Trajectory]) -> dict[str, ExemplarUtility]:
-    """Q for every trajectory id that appears in some episode's ``example_ids``.
+    """Q for every trajectory id that some episode retrieved.
 
-    An episode listed twice (the same id) counts once.
+    An episode listed twice (the same id) counts once. An episode without a
+    retrieval log (written before trajectory/3) falls back to its distinct
+    ``example_ids``, each counted once.
 
     >>> from compound.types import Trajectory
-    >>> ep = lambda i, ok, ids: Trajectory(i, "e", i, "train", "", "", "", (), ok, True, False, example_ids=ids)
-    >>> u = exemplar_utilities([ep("1", True, ("a", "b")), ep("2", False, ("a",))])
-    >>> round(u["a"].q, 3), u["b"].q
-    (0.333, 1.0)
+    >>> ep = lambda i, ok, log: Trajectory(i, "e", i, "train", "", "", "", (), ok, True, False, retrievals=log)
+    >>> u = exemplar_utilities([ep("1", True, ("a", "b", "a")), ep("2", False, ("a",))])
+    >>> round(u["a"].q, 3), u["b"].q   # a: (1 * 2/3) / (2/3 + 1) = 0.4
+    (0.4, 1.0)
     """
     numerator: dict[str, float] = defaultdict(float)
     denominator: dict[str, float] = defaultdict(float)
     count: dict[str, int] = defaultdict(int)
     for episode in _unique_by_id(episodes):
-        shown = episode.example_ids
+        shown = episode.retrievals or episode.example_ids
         if not shown:
             continue
         for tid, hits in Counter(shown).items():
@@ -86,7 +89,7 @@ def exemplar_curation(
     """Per task, the success with the highest Q across all trials; sorted by task key.
 
     ``trajectories_by_trial``: every training episode of every trial; they
-    are the evidence (through their ``example_ids``) and, unless
+    are the evidence (through their ``retrievals``) and, unless
     ``candidates`` is given (e.g. the trials' final databases), also the
     candidates. Only successes of the ``train`` phase are candidates. A
     success nobody retrieved gets ``prior`` (default: ``population_prior``).

@@ -52,6 +52,17 @@ class TrajectoryVectors:
     reasoning: np.ndarray
 
 
+def check_vectors(t: Trajectory, v: TrajectoryVectors, dim: int, embedder: str) -> None:
+    """Refuse vectors that cannot belong to ``t`` in an embedder space of width ``dim``."""
+    expected = {"key": (dim,), "plan": (dim,), "observation": (len(t.steps), dim), "reasoning": (len(t.steps), dim)}
+    got = {name: tuple(getattr(v, name).shape) for name in expected}
+    if got != expected:
+        raise CurationError(
+            f"trajectory {t.id} ({t.task_key}): vectors of shapes {got} do not fit {embedder!r} "
+            f"(dim {dim}) and its {len(t.steps)} steps; expected {expected}"
+        )
+
+
 def embed_trajectories(trajectories: Sequence[Trajectory], embedder: Embedder) -> list[TrajectoryVectors]:
     """Embeds every text of every trajectory in one ``embed`` call (one batch stream)."""
     texts: list[str] = []

@@ -1,14 +1,20 @@
-"""The curator actor: holds the population's experience stores and publishes their snapshots.
+"""The curator actor: holds the population's stores and publishes them as chunk logs.
 
 State and placement only: which trial copies which, what the final store
 keeps, are decided by pure functions in ``compound.curation`` and applied
-here by the driver's call. Workers push finished trajectories with
-``submit``; exactly one result per attempt key is kept, and a re-run of a
-dead worker's episode replaces the earlier one (the re-run's is the result
-the driver records). The actor runs one call at a time: the stores are not
-thread-safe, and every call is short. Publishing is lazy: a new
-snapshot is put into the object store only when a worker asks for a trial
-whose store changed since the last one.
+here by the driver's call. Workers embed their own successes and push them
+with their vectors (``submit``); the curator checks the vectors' shapes,
+keeps exactly one result per attempt key (a re-run of a dead worker's
+episode replaces the earlier one: the re-run's is the result the driver
+records), and appends successes to the trial's ``StoreLog``. Publishing is
+lazy: what arrived since the last publish is sealed into one chunk and put
+into the object store once, when a worker next asks for that trial
+(``delta``); a worker then fetches only the chunks it lacks. A trial copy
+(``copy_store``) hands the target the source's chunk handles: nothing moves.
+
+The curator embeds only on resume (``submit_many`` of saved trajectories,
+which carry no vectors). The actor runs one call at a time: the stores are
+not thread-safe, and every call is short.
 """
 
 from __future__ import annotations
@@ -18,8 +24,11 @@ from typing import Any
 import ray
 
 from compound.curation import ExperienceStore, make_embedder
-from compound.types import ExampleSet, Trajectory
+from compound.curation.chunk_log import Delta, StoreLog
+from compound.curation.errors import CurationError
+from compound.curation.vectors import TrajectoryVectors
 from compound.distributed.runtime import quiet_actor_logging
+from compound.types import ExampleSet, Trajectory
 
 
 @ray.remote
@@ -28,37 +37,55 @@ class Curator:
         quiet_actor_logging()
         self.embedder = make_embedder(embedder)
         self.stores = [ExperienceStore(self.embedder, trial=t) for t in range(trials)]
-        self._published: dict[int, tuple[int, ray.ObjectRef]] = {}
+        self.logs = [StoreLog(put=ray.put) for _ in range(trials)]
 
-    def submit(self, trajectory: Trajectory) -> int:
-        """Add a finished training trajectory to its trial's store (same attempt key: replaces); returns the version."""
-        return self.stores[trajectory.trial].add([trajectory])
+    def submit(self, trajectory: Trajectory, vectors: TrajectoryVectors | None = None, worker: str = "") -> int:
+        """Add a finished training trajectory to its trial (same attempt key: replaces); returns the log version.
+
+        A success's ``vectors`` must fit this store's embedder; a mismatch is
+        refused with a ``CurationError`` naming the worker, and nothing else
+        of the store changes.
+        """
+        given = {trajectory.id: vectors} if vectors is not None else None
+        try:
+            self.stores[trajectory.trial].add([trajectory], vectors=given)
+        except CurationError as exc:
+            raise CurationError(f"refused a trajectory from worker {worker or '?'}: {exc}") from None
+        return self._publish(trajectory)
 
     def submit_many(self, trajectories: list[Trajectory]) -> None:
+        """Saved trajectories (resume): embedded here, since they carry no vectors."""
+        for trial in {t.trial for t in trajectories}:
+            self.stores[trial].add([t for t in trajectories if t.trial == trial])
         for t in trajectories:
-            self.submit(t)
+            self._publish(t)
+
+    def _publish(self, t: Trajectory) -> int:
+        log, store = self.logs[t.trial], self.stores[t.trial]
+        if t.success:
+            log.add(t, store.vectors(t.attempt_key))
+        else:
+            log.remove(t.id)  # a re-run that failed where the first try had succeeded
+        return log.version
 
     def version(self, trial: int) -> int:
-        return self.stores[trial].version
+        return self.logs[trial].version
 
-    def latest(self, trial: int) -> tuple[int, list[ray.ObjectRef]]:
-        """The current example set of a trial as ``(version, [ref])`` (a list so Ray passes the ref, not its value)."""
-        store = self.stores[trial]
-        published = self._published.get(trial)
-        if published is None or published[0] != store.version:
-            published = (store.version, ray.put(store.snapshot()))
-            self._published[trial] = published
-        return published[0], [published[1]]
+    def delta(self, trial: int, epoch: int, have: int) -> Delta:
+        """The chunk handles a reader holding ``have`` chunks of ``epoch`` lacks (all of them after a copy)."""
+        return self.logs[trial].delta(epoch, have)
 
     def copy_store(self, source: int, target: int) -> int:
-        """Trial-level selection: replace ``target``'s database by a copy of ``source``'s."""
-        return self.stores[target].replace_contents(self.stores[source])
+        """Trial-level selection: ``target``'s database becomes a copy of ``source``'s (same chunks)."""
+        self.stores[target].replace_contents(self.stores[source])
+        self.logs[target].copy_from(self.logs[source])
+        return self.logs[target].version
 
     def snapshots(self) -> list[ExampleSet]:
         return [s.snapshot() for s in self.stores]
 
     def stats(self) -> list[dict[str, Any]]:
-        return [s.stats() for s in self.stores]
+        return [{**s.stats(), "chunks": len(log.handles), "log_version": log.version} for s, log in zip(self.stores, self.logs)]
 
     def build_store(self, trajectories: list[Trajectory]) -> list[ray.ObjectRef]:
         """A new, frozen store from chosen trajectories (the final, curated database), as ``[ref]``."""

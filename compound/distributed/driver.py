@@ -4,8 +4,11 @@
 2. Cut the training stream into segments; every trial runs every task of a
    segment. Workers push trajectories to the curator as they finish, so later
    episodes of the same segment already see earlier successes.
-3. At a segment boundary, score the trials and apply trial-level selection;
-   each decision goes to ``lineage.jsonl``.
+3. At a segment boundary, score the trials and apply trial-level selection
+   (``curation.selection``: Traj-Bootstrap's worst <- best, or PBT's exploit
+   and explore over stores and hyper-parameters); each decision, with the
+   hyper-parameters before and after, goes to ``lineage.jsonl``, and the next
+   segment's episodes run under each trial's new hyper-parameters.
 4. Build the final store (best trial, or exemplar curation across trials,
    optionally cluster-based diversity) and evaluate the held-out split
    against it, frozen, and without examples as the baseline.
@@ -23,11 +26,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import ray
 from tqdm import tqdm
 
 from compound.config import RunConfig, dump_config
-from compound.curation.policies import final_trajectories, segment_bounds, select_trials, success_rate
+from compound.curation.pbt import paper_decision, pbt_decision
+from compound.curation.policies import final_trajectories, segment_bounds, success_rate
+from compound.curation.trial_params import search_space, start_params
 from compound.distributed.curator import Curator
 from compound.distributed.engines import start_engines
 from compound.distributed.episodes import EVAL_NONE, EVAL_STORE, TRAIN, EpisodeSpec, make_spec
@@ -35,6 +41,7 @@ from compound.distributed.runtime import init_ray
 from compound.distributed.scheduler import EpisodeScheduler
 from compound.distributed.worker import AgentWorker
 from compound.envs import load_plugins, make
+from compound.replay import canonical_order
 from compound.report import write_report
 from compound.rundir import RunDir, write_trajectories
 from compound.types import Task, Trajectory
@@ -52,6 +59,18 @@ class RunResult:
     train_success: float
     eval_success: dict[str, float] = field(default_factory=dict)
     wall_time_s: float = 0.0
+
+
+def goal_plan_vectors(snapshots: list) -> dict[str, Any]:
+    """Per trajectory id, its key + plan vector (L2-normalised) from the stores' snapshots, for clustering."""
+    out: dict[str, Any] = {}
+    for snapshot in snapshots:
+        if not snapshot.trajectories:
+            continue
+        rows = snapshot.embeddings["key"] + snapshot.embeddings["plan"]
+        rows = rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+        out.update(zip((t.id for t in snapshot.trajectories), rows))
+    return out
 
 
 def load_tasks(cfg: RunConfig) -> tuple[list[Task], list[Task]]:
@@ -117,9 +136,16 @@ class Run:
     def train(self, tasks: list[Task]) -> list[dict[str, Any]]:
         cfg = self.cfg
         trials = cfg.curation.trials
+        self.stream = [t.key for t in tasks]
+        start = start_params(cfg.agent, cfg.llm, cfg.curation)
+        self.params = [dict(start) for _ in range(trials)]
         segments = []
         for index, (lo, hi) in enumerate(segment_bounds(len(tasks), cfg.curation.segment_first, cfg.curation.segment_growth)):
-            specs = [make_spec(cfg.seed, TRAIN, trial, task) for task in tasks[lo:hi] for trial in range(trials)]
+            specs = [
+                make_spec(cfg.seed, TRAIN, trial, task, params=self.params[trial])
+                for task in tasks[lo:hi]
+                for trial in range(trials)
+            ]
             saved = [t for t in map(self.dir.get, (s.key for s in specs)) if t is not None]
             if saved:  # resume: rebuild the stores segment by segment, so selection replays exactly
                 ray.get(self.curator.submit_many.remote(saved))
@@ -133,32 +159,49 @@ class Run:
                 "tasks": [lo, hi],
                 "success": scores,
                 "store_sizes": [s.get("successes", 0) for s in stats],
+                "params": [dict(p) for p in self.params],
                 "elapsed_s": round(time.time() - self.started, 2),
             }
             segments.append(record)
             self.dir.append_jsonl("metrics.jsonl", record)
-            if trials > 1 and cfg.curation.trial_selection and hi < len(tasks):
-                decision = select_trials(scores, segment=index)
-                if decision.get("copy"):
-                    for target in decision["copy"]["targets"]:
-                        ray.get(self.curator.copy_store.remote(decision["copy"]["source"], target))
+            self.dir.append_jsonl("lineage.jsonl", {
+                "event": "segment_end", "segment": index, "tasks": [t.key for t in tasks[lo:hi]],
+                "store_sizes": record["store_sizes"], "params": record["params"],
+            })
+            if trials > 1 and cfg.curation.selection != "none" and hi < len(tasks):
+                decision = self._select(scores, index)
+                for pair in decision["exploit"]:
+                    ray.get(self.curator.copy_store.remote(pair["source"], pair["target"]))
+                self.params = [dict(p) for p in decision["params_after"]]
                 self.dir.append_jsonl("lineage.jsonl", decision)
             self.dir.checkpoint()
         return segments
+
+    def _select(self, scores: list[float], segment: int) -> dict[str, Any]:
+        """This segment's trial-level selection (a pure function of scores, params and seeds) as a lineage record."""
+        cfg = self.cfg.curation
+        if cfg.selection == "paper":
+            return paper_decision(scores, self.params, segment=segment)
+        space = search_space(cfg.pbt.space)
+        return pbt_decision(
+            scores, self.params, space, segment=segment, seed=self.cfg.seed,
+            quantile=cfg.pbt.quantile, resample_p=cfg.pbt.resample_p, perturb=tuple(cfg.pbt.perturb),
+        )
 
     def final_store(self) -> tuple[list, int]:
         """Build the frozen store that evaluation runs against; save every store."""
         cfg = self.cfg
         snapshots = ray.get(self.curator.snapshots.remote())
-        for snapshot in snapshots:
-            write_trajectories(self.dir.store_path(f"trial-{snapshot.trial}"), snapshot.trajectories)
+        for snapshot in snapshots:  # canonical order, so `compound replay` can compare id for id
+            ordered = canonical_order(snapshot.trajectories, self.stream)
+            write_trajectories(self.dir.store_path(f"trial-{snapshot.trial}"), ordered)
         train = [t for t in self.dir.trajectories if t.phase == TRAIN]
         chosen, decision = final_trajectories(
             train,
             [list(s.trajectories) for s in snapshots],
             exemplar_curation=cfg.curation.exemplar_curation,
             diversity_clusters=cfg.curation.diversity_clusters,
-            embeddings=None,
+            embeddings=goal_plan_vectors(snapshots),  # the stores' own (MiniLM) vectors: nothing re-embedded
             seed=cfg.seed,
         )
         self.dir.append_jsonl("lineage.jsonl", decision)

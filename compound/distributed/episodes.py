@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Mapping
 
 from compound.config import LLMConfig
-from compound.types import Task
+from compound.types import Task, trajectory_id
 
 TRAIN = "train"
 EVAL_NONE = "eval/none"
@@ -26,6 +27,8 @@ class EpisodeSpec:
     task: Task
     attempt: int = 0
     seed: int = 0
+    trajectory_id: str = ""  # ``compound.types.trajectory_id`` of the run seed and key; "" = random
+    params: Mapping[str, Any] = field(default_factory=dict)  # the trial's hyper-parameters (PBT), {} = the config's
 
     @property
     def key(self) -> tuple[str, int, str, int]:
@@ -42,12 +45,22 @@ def episode_seed(run_seed: int, phase: str, trial: int, task_key: str, attempt: 
     return int.from_bytes(hashlib.blake2b(text, digest_size=4).digest(), "little")
 
 
-def make_spec(run_seed: int, phase: str, trial: int, task: Task, attempt: int = 0) -> EpisodeSpec:
-    return EpisodeSpec(phase, trial, task, attempt, episode_seed(run_seed, phase, trial, task.key, attempt))
+def make_spec(
+    run_seed: int, phase: str, trial: int, task: Task, attempt: int = 0, params: Mapping[str, Any] | None = None
+) -> EpisodeSpec:
+    """The spec of one attempt; its sampling seed and trajectory id both derive from the run seed and the key."""
+    return EpisodeSpec(
+        phase, trial, task, attempt,
+        episode_seed(run_seed, phase, trial, task.key, attempt),
+        trajectory_id(run_seed, phase, trial, task.key, attempt),
+        dict(params or {}),
+    )
 
 
 def episode_temperature(llm: LLMConfig, spec: EpisodeSpec) -> float:
-    """Training may explore (``llm.train_temperature``); evaluation always uses ``llm.temperature``."""
+    """Training may explore (the trial's PBT temperature, else ``llm.train_temperature``); evaluation always uses ``llm.temperature``."""
+    if spec.learn and "temperature" in spec.params:
+        return float(spec.params["temperature"])
     if spec.learn and llm.train_temperature is not None:
         return llm.train_temperature
     return llm.temperature

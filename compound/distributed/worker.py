@@ -1,8 +1,12 @@
 """Agent workers: each actor runs many episodes concurrently against shared engines.
 
-A worker keeps the example set of each trial it serves, fetched once per
-version through Ray's object store, and retrieves from it locally: an actor
-round trip per step would cost more than the retrieval itself. Environments
+A worker keeps a retriever per trial it serves and retrieves locally (an
+actor round trip per step would cost more than the retrieval itself). Before
+an episode it asks the curator for the chunks of that trial's log it lacks
+and appends only those, so the bytes it moves grow with what is new, never
+with the store; a chunk is fetched once per worker and shared by every trial
+whose log lists it (a PBT copy moves nothing). Workers embed their own
+successes and push the vectors with them. Environments
 are pooled: one instance per concurrent episode, created on first use.
 """
 
@@ -10,14 +14,18 @@ from __future__ import annotations
 
 import asyncio
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import ray
 
 from compound.agent import run_episode
 from compound.config import RunConfig
-from compound.curation import make_embedder, make_retriever
+from compound.curation import FlexRetriever, make_embedder, make_retriever
 from compound.curation.base import NoExamples, Retriever
+from compound.curation.chunk_log import Chunk
+from compound.curation.trial_params import agent_for
+from compound.curation.vectors import embed_trajectories
 from compound.distributed.engines import RemoteLLM, engine_kwargs
 from compound.distributed.episodes import EVAL_NONE, EpisodeSpec, episode_temperature
 from compound.envs import Env, load_plugins, make
@@ -50,6 +58,15 @@ class EnvPool:
         self._idle.clear()
 
 
+@dataclass
+class _TrialView:
+    """A worker's copy of one trial's store: a retriever grown chunk by chunk, and where in the log it is."""
+
+    retriever: FlexRetriever
+    epoch: int
+    chunks: int = 0
+
+
 @ray.remote
 class AgentWorker:
     def __init__(self, cfg: RunConfig, engines: list, curator: Any, model_name: str) -> None:
@@ -65,8 +82,12 @@ class AgentWorker:
             self.llm = RemoteLLM(engines, model_name)
         self.envs = EnvPool(cfg.env.id, dict(cfg.env.params))
         self.embedder = make_embedder(cfg.curation.embedder)
-        self._retrievers: dict[Any, tuple[int, Retriever]] = {}
+        self._views: dict[int, _TrialView] = {}
+        self._chunks: dict[str, Chunk] = {}
+        self.fetched = {"chunks": 0, "bytes": 0}
+        self._frozen: dict[str, Retriever] = {}
         self._fetch_lock = asyncio.Lock()
+        self.name = f"agent-worker pid {os.getpid()}"
 
     async def ready(self) -> bool:
         return True
@@ -76,38 +97,57 @@ class AgentWorker:
         return os.getpid()
 
     async def _retriever_for_trial(self, trial: int) -> Retriever:
-        """The latest example set of a trial, fetched only when its version changed."""
-        version = await self.curator.version.remote(trial)
-        cached = self._retrievers.get(trial)
-        if cached and cached[0] == version:
-            return cached[1]
-        async with self._fetch_lock:
-            cached = self._retrievers.get(trial)
-            if cached and cached[0] >= version:
-                return cached[1]
-            version, (ref,) = await self.curator.latest.remote(trial)
-            example_set: ExampleSet = await ref
-            retriever = make_retriever(example_set, self.embedder)
-            self._retrievers[trial] = (version, retriever)
-            return retriever
+        """The trial's retriever, brought up to the curator's latest version by applying only the new chunks."""
+        async with self._fetch_lock:  # concurrent episodes must not apply one chunk twice
+            view = self._views.get(trial)
+            epoch, have = (view.epoch, view.chunks) if view else (0, 0)
+            delta = await self.curator.delta.remote(trial, epoch, have)
+            if view is None or delta.epoch != view.epoch:  # first fetch, or the trial's store was replaced by a copy
+                view = self._views[trial] = _TrialView(FlexRetriever.empty(self.embedder), delta.epoch)
+            for chunk in await asyncio.gather(*(self._chunk(h) for h in delta.handles)):
+                view.retriever.extend(delta.version, chunk.trajectories, chunk.vectors, chunk.removed)
+            view.chunks = delta.start + len(delta.handles)
+            view.retriever.version = delta.version
+            return view.retriever
+
+    async def _chunk(self, ref: ray.ObjectRef) -> Chunk:
+        """A chunk by handle; fetched once per worker, then shared by every trial that lists it."""
+        key = ref.hex()
+        if key not in self._chunks:
+            chunk: Chunk = await ref
+            self._chunks[key] = chunk
+            self.fetched["chunks"] += 1
+            self.fetched["bytes"] += chunk.nbytes()
+        return self._chunks[key]
+
+    async def fetch_stats(self) -> dict[str, int]:
+        """Chunks and vector bytes this worker fetched from the object store (delta broadcast accounting)."""
+        return dict(self.fetched)
+
+    async def refresh(self, trial: int) -> int:
+        """Bring trial's retriever up to date now; returns its version (tests, benchmarks)."""
+        return (await self._retriever_for_trial(trial)).version
 
     async def _frozen_retriever(self, ref: ray.ObjectRef) -> Retriever:
         """A fixed example set (evaluation): fetched and indexed once per object, not per episode."""
-        key = ("frozen", ref.hex())
-        if key not in self._retrievers:
+        key = ref.hex()
+        if key not in self._frozen:
             example_set: ExampleSet = await ref
-            self._retrievers[key] = (example_set.version, make_retriever(example_set, self.embedder))
-        return self._retrievers[key][1]
+            self._frozen[key] = make_retriever(example_set, self.embedder)
+            self._frozen[key].diversity = self.cfg.curation.diversity
+        return self._frozen[key]
 
     async def run(self, spec: EpisodeSpec, frozen: list | None = None) -> Trajectory:
         """Run one episode. ``frozen``: ``[ref]`` of an ExampleSet to evaluate against, unchanging."""
         cfg = self.cfg
-        if spec.phase == EVAL_NONE or cfg.agent.examples == "none":
+        agent = agent_for(cfg.agent, spec.params)
+        if spec.phase == EVAL_NONE or agent.examples == "none":
             retriever: Retriever = NoExamples()
         elif frozen is not None:
             retriever = await self._frozen_retriever(frozen[0])
         else:
             retriever = await self._retriever_for_trial(spec.trial)
+            retriever.diversity = float(spec.params.get("diversity", cfg.curation.diversity))
         env = self.envs.acquire()
         try:
             trajectory = await run_episode(
@@ -115,9 +155,10 @@ class AgentWorker:
                 spec.task,
                 self.llm,
                 retriever,
-                cfg.agent,
+                agent,
                 trial=spec.trial,
                 attempt=spec.attempt,
+                trajectory_id=spec.trajectory_id or None,
                 seed=spec.seed,
                 max_tokens=cfg.llm.max_tokens,
                 temperature=episode_temperature(cfg.llm, spec),
@@ -126,7 +167,10 @@ class AgentWorker:
             self.envs.release(env)
         trajectory = trajectory.with_updates(phase=spec.phase)
         if spec.learn:
-            await self.curator.submit.remote(trajectory)
+            vectors = None
+            if trajectory.success:  # the worker embeds its own success: the curator only checks and appends
+                (vectors,) = await asyncio.to_thread(embed_trajectories, [trajectory], self.embedder)
+            await self.curator.submit.remote(trajectory, vectors, self.name)
         return trajectory
 
     async def close(self) -> None:

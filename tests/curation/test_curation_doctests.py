@@ -7,7 +7,20 @@ import importlib
 
 import pytest
 
-MODULES = ["dedup", "diversity", "embedders", "segments", "store", "strata", "trial_selection", "utility"]
+MODULES = [
+    "budget",
+    "dedup",
+    "diversity",
+    "embedders",
+    "insert_dedup",
+    "mmr",
+    "pbt",
+    "segments",
+    "store",
+    "strata",
+    "trial_selection",
+    "utility",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)

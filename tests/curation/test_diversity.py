@@ -55,3 +55,31 @@ def test_select_diverse_spreads_over_different_kinds_of_task(traj, tfidf) -> Non
     utilities = {"toy-heat2-t0-a0": 1.0, "toy-heat1-t0-a0": 0.9}
     picked = [t.task_id for t in select_diverse(store.snapshot(), 2, utilities=utilities)]
     assert picked[0] == "heat2" and picked[1].startswith("sql")
+
+
+def test_large_inputs_take_the_minibatch_path_and_recover_planted_clusters(monkeypatch) -> None:
+    import sklearn.cluster
+
+    from compound.curation import diversity
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 10, size=(8, 16))
+    truth = np.repeat(np.arange(8), 600)  # 4,800 rows: past MINIBATCH_ROWS
+    rows = centres[truth] + rng.normal(0, 0.5, size=(len(truth), 16))
+    used: list[str] = []
+    real = sklearn.cluster.MiniBatchKMeans
+
+    def spy(*args, **kwargs):
+        used.append("minibatch")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sklearn.cluster, "MiniBatchKMeans", spy)
+    assert len(rows) >= diversity.MINIBATCH_ROWS
+    labels = cluster_labels(rows, 8, seed=1)
+    assert used == ["minibatch"]
+    pairs = set(zip(truth.tolist(), labels.tolist()))
+    assert len(pairs) == 8 and len({label for _, label in pairs}) == 8  # one label per planted cluster, and back
+    assert np.array_equal(labels, cluster_labels(rows, 8, seed=1))
+    used.clear()
+    cluster_labels(rows[:100], 8, seed=1)
+    assert used == []  # small inputs keep full k-means

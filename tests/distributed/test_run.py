@@ -20,6 +20,7 @@ pytestmark = pytest.mark.slow
 
 
 def scripted_config(**over):
+    """A run of the real coin game with the scripted test-double LLM; ``over`` updates sections."""
     data = {
         "name": "t",
         "env": {"id": "twx/coin", "params": {"game_params": {"numLocations": 2, "includeDoors": 0}}, "train_tasks": 6, "eval_tasks": 3},
@@ -98,12 +99,42 @@ def test_population_logs_trial_selection(ray_session, tmp_path):
     cfg = scripted_config(env={"train_tasks": 9, "eval_tasks": 0}, curation={"trials": 2, "segment_first": 3})
     run(cfg, tmp_path, progress=False)
     lineage = [json.loads(line) for line in (tmp_path / "lineage.jsonl").read_text().splitlines()]
-    selections = [d for d in lineage if d.get("event") == "trial_selection"]
+    selections = [d for d in lineage if d.get("event") == "paper"]
     assert len(selections) == 1  # after segment 1 only: the last segment has nothing after it
     assert len(selections[0]["scores"]) == 2
+    assert selections[0]["params_after"] == selections[0]["params_before"], "the paper rule explores nothing"
     trajectories = read_trajectories(tmp_path / "trajectories.parquet")
     assert sorted({t.trial for t in trajectories}) == [0, 1]
     assert len(trajectories) == 18
+
+
+def test_pbt_exploits_and_explores_and_replay_rebuilds_every_store(ray_session, tmp_path):
+    """4 trials, PBT: lineage holds exploit and explore decisions, the next segment runs under the new
+    hyper-parameters, and `compound replay` rebuilds the saved stores id for id."""
+    from compound.cli import main
+    from compound.distributed.driver import run
+
+    cfg = scripted_config(
+        env={"train_tasks": 12, "eval_tasks": 0},
+        curation={"trials": 4, "segment_first": 4, "segment_growth": 1.0, "selection": "pbt",
+                  "pbt": {"quantile": 0.25, "resample_p": 0.5, "space": {"temperature": {"low": 0.0, "high": 1.0},
+                                                                         "k": {"low": 1, "high": 3}}}},
+        llm={"train_temperature": 0.5},
+    )
+    run(cfg, tmp_path, progress=False)
+    lineage = [json.loads(line) for line in (tmp_path / "lineage.jsonl").read_text().splitlines()]
+    decisions = [d for d in lineage if d.get("event") == "pbt"]
+    assert len(decisions) == 2
+    for d in decisions:
+        assert len(d["exploit"]) == 1  # quantile 0.25 of 4 trials
+        target = d["exploit"][0]["target"]
+        assert d["explored"][str(target)], "the exploiting trial's hyper-parameters were explored"
+        assert d["params_after"][target] != d["params_before"][target]
+    segments = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    segments = [r for r in segments if r["event"] == "segment"]
+    assert segments[1]["params"] == decisions[0]["params_after"], "segment 2 ran under the explored hyper-parameters"
+    assert main(["replay", str(tmp_path)]) == 0
+    assert main(["lineage", str(tmp_path)]) == 0 and (tmp_path / "lineage.png").is_file()
 
 
 def test_a_dead_worker_s_episodes_are_rerun_exactly_once(ray_session, tmp_path):

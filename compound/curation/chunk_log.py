@@ -1,0 +1,141 @@
+"""A store's retrievable successes as an append-only log of immutable chunks.
+
+Why: publishing a whole snapshot on every change moves the store once per
+version to every worker, O(n^2) bytes over a run. Here a change is sealed
+into a ``Chunk`` (the successes that arrived since the last publish, with
+their vectors, plus the ids they supersede), each chunk is handed to
+``put`` once (the curator passes ``ray.put``, so it enters Ray's object
+store once), and a version is just the list of chunk handles. A worker that
+holds the first ``n`` chunks of a log asks for the rest (``delta``) and
+appends them to its retriever. A trial copy (PBT's exploit) is a new list of
+the same handles under a new ``epoch``: O(1), nothing moves, and a worker
+that already fetched those chunks for the source trial reuses them.
+
+A superseded id (an episode re-run whose first result had already been
+published; both results carry the same deterministic id) is listed in the
+later chunk's ``removed``; readers apply removals before additions.
+
+This module holds state but no Ray: handles are opaque (``put``'s return).
+
+>>> import numpy as np
+>>> from compound.types import Trajectory
+>>> flat, rows = np.zeros(2, np.float32), np.zeros((0, 2), np.float32)
+>>> vectors = TrajectoryVectors(flat, flat, rows, rows)
+>>> log = StoreLog(put=lambda chunk: chunk)            # a stand-in for ray.put
+>>> log.add(Trajectory("a", "toy", "1", "train", "g", "", "", (), True, True, False), vectors)
+>>> first = log.delta(epoch=0, have=0)                  # a new reader gets everything
+>>> len(first.handles), first.start
+(1, 0)
+>>> log.delta(epoch=first.epoch, have=1).handles        # an up-to-date reader moves nothing
+()
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from compound.curation.vectors import TrajectoryVectors
+from compound.types import Trajectory
+
+_EPOCHS = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Successes added to a store (with their vectors, row for row) and ids they supersede."""
+
+    trajectories: tuple[Trajectory, ...]
+    vectors: tuple[TrajectoryVectors, ...]
+    removed: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if len(self.trajectories) != len(self.vectors):
+            raise ValueError(f"a chunk needs one vectors entry per trajectory; got {len(self.trajectories)} and {len(self.vectors)}")
+
+    def nbytes(self) -> int:
+        """Bytes of vectors carried (the bulk of what a worker moves)."""
+        return sum(v.key.nbytes + v.plan.nbytes + v.observation.nbytes + v.reasoning.nbytes for v in self.vectors)
+
+
+@dataclass(frozen=True)
+class Delta:
+    """What a reader must apply to reach ``version``: ``handles`` after the ``start``-th of this ``epoch``.
+
+    ``start == 0`` with a new ``epoch`` means "start over" (the log was replaced by a copy).
+    """
+
+    version: int
+    epoch: int
+    start: int
+    handles: tuple[Any, ...]
+
+
+@dataclass
+class StoreLog:
+    """One trial's log: sealed chunk handles plus what arrived since the last seal."""
+
+    put: Callable[[Chunk], Any]
+    handles: list[Any] = field(default_factory=list)
+    epoch: int = field(default_factory=lambda: next(_EPOCHS))
+    version: int = 0
+    _adds: dict[str, tuple[Trajectory, TrajectoryVectors]] = field(default_factory=dict)
+    _removed: list[str] = field(default_factory=list)
+    _live: set[str] = field(default_factory=set)  # ids published and not superseded
+
+    @property
+    def pending_count(self) -> int:
+        return len(self._adds) + len(self._removed)
+
+    def add(self, trajectory: Trajectory, vectors: TrajectoryVectors) -> None:
+        """Queue a success for the next chunk; a published one with the same id is superseded."""
+        if trajectory.id in self._live:
+            self._removed.append(trajectory.id)
+            self._live.discard(trajectory.id)
+        self._adds[trajectory.id] = (trajectory, vectors)
+        self.version += 1
+
+    def remove(self, trajectory_id: str) -> None:
+        """Queue the removal of a success (it turned into a failure on a re-run, or was evicted)."""
+        changed = self._adds.pop(trajectory_id, None) is not None
+        if trajectory_id in self._live:
+            self._removed.append(trajectory_id)
+            self._live.discard(trajectory_id)
+            changed = True
+        self.version += changed
+
+    def seal(self) -> None:
+        """Put what is pending into one chunk (no-op when nothing is)."""
+        if not self.pending_count:
+            return
+        adds = list(self._adds.values())
+        chunk = Chunk(tuple(t for t, _ in adds), tuple(v for _, v in adds), tuple(self._removed))
+        self.handles.append(self.put(chunk))
+        self._live.update(t.id for t, _ in adds)
+        self._adds, self._removed = {}, []
+
+    def delta(self, epoch: int, have: int) -> Delta:
+        """Seal, then the handles a reader at (``epoch``, ``have`` chunks) is missing."""
+        self.seal()
+        if epoch != self.epoch or have > len(self.handles):
+            return Delta(self.version, self.epoch, 0, tuple(self.handles))
+        return Delta(self.version, self.epoch, have, tuple(self.handles[have:]))
+
+    def copy_from(self, source: "StoreLog") -> None:
+        """PBT exploit: this log becomes the source's (same handles, new epoch); O(chunks), no data moved."""
+        source.seal()
+        self.handles = list(source.handles)
+        self._live = set(source._live)
+        self._adds, self._removed = {}, []
+        self.epoch = next(_EPOCHS)
+        self.version = max(self.version, source.version) + 1
+
+    def live_ids(self) -> set[str]:
+        """Ids a reader of the sealed log can retrieve."""
+        return set(self._live)
+
+
+def chunk_of(trajectories: Sequence[Trajectory], vectors: Sequence[TrajectoryVectors]) -> Chunk:
+    """A chunk of additions only (a frozen example set, or a test)."""
+    return Chunk(tuple(trajectories), tuple(vectors))

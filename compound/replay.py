@@ -1,0 +1,98 @@
+"""Rebuild every trial's store from a run directory's data and decisions alone, and check it.
+
+A run's stores are a function of two files: ``trajectories.parquet`` (every
+attempt) and ``lineage.jsonl`` (which tasks each segment held, and every
+trial-selection decision). Replaying them segment by segment -- each
+trial's successes of the segment go into its store, then each exploit
+replaces the target's store by a copy of the source's -- must give the
+stores the run saved (``stores/trial-<i>.parquet``), id for id and in
+order. A store is saved in canonical order (``canonical_order``), since the
+order successes reached the live curator depends on which episode finished
+first.
+
+No Ray: ``compound replay RUN_DIR`` runs this on any machine.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from compound.types import Trajectory
+
+SELECTION_EVENTS = ("pbt", "paper")
+
+
+def canonical_order(trajectories: Iterable[Trajectory], stream: Sequence[str]) -> list[Trajectory]:
+    """Sorted by the task's place in the training stream, then trial, attempt and id."""
+    position = {key: i for i, key in enumerate(stream)}
+    return sorted(trajectories, key=lambda t: (position.get(t.task_key, len(position)), t.trial, t.attempt, t.id))
+
+
+@dataclass
+class ReplayResult:
+    stores: list[list[Trajectory]]
+    boundaries: list[dict[str, Any]] = field(default_factory=list)  # per segment: sizes replayed vs recorded
+    mismatches: list[str] = field(default_factory=list)
+
+    @property
+    def equal(self) -> bool:
+        return not self.mismatches
+
+
+def read_lineage(path: Path) -> list[dict[str, Any]]:
+    """The records of ``lineage.jsonl``; a segment's records repeated by a resumed run count once."""
+    if not path.is_file():
+        return []
+    seen, out = set(), []
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        record = json.loads(line)
+        key = (record.get("event"), record.get("segment"))
+        if record.get("segment") is not None and key in seen:
+            continue
+        seen.add(key)
+        out.append(record)
+    return out
+
+
+def replay(trajectories: Sequence[Trajectory], lineage: Sequence[dict[str, Any]], trials: int) -> ReplayResult:
+    """Stores after the last segment, replayed; per boundary, replayed sizes beside the recorded ones."""
+    train = [t for t in trajectories if t.phase == "train"]
+    stores: list[dict[tuple, Trajectory]] = [{} for _ in range(trials)]
+    stream = [key for record in lineage if record.get("event") == "segment_end" for key in record["tasks"]]
+    result = ReplayResult(stores=[])
+    for record in lineage:
+        event = record.get("event")
+        if event == "segment_end":
+            keys = set(record["tasks"])
+            for t in train:
+                if t.task_key in keys and t.success:
+                    stores[t.trial][t.attempt_key] = t
+            sizes = [len(s) for s in stores]
+            recorded = record.get("store_sizes")
+            result.boundaries.append({"segment": record["segment"], "replayed": sizes, "recorded": recorded})
+            if recorded is not None and sizes != recorded:
+                result.mismatches.append(f"segment {record['segment']}: replayed store sizes {sizes}, the run recorded {recorded}")
+        elif event in SELECTION_EVENTS:
+            for pair in record.get("exploit", []):
+                stores[pair["target"]] = dict(stores[pair["source"]])
+    result.stores = [canonical_order(s.values(), stream) for s in stores]
+    return result
+
+
+def compare(replayed: Sequence[Sequence[Trajectory]], saved: Sequence[Sequence[Trajectory]]) -> list[str]:
+    """What differs between replayed and saved stores (ids and order), one line per trial."""
+    out = []
+    for trial, (a, b) in enumerate(zip(replayed, saved)):
+        ids_a, ids_b = [t.id for t in a], [t.id for t in b]
+        if ids_a != ids_b:
+            missing, extra = set(ids_b) - set(ids_a), set(ids_a) - set(ids_b)
+            detail = f"{len(missing)} saved ids not replayed, {len(extra)} replayed ids not saved" if missing or extra else "same ids, other order"
+            out.append(f"trial {trial}: {detail}")
+    if len(replayed) != len(saved):
+        out.append(f"{len(replayed)} trials replayed, {len(saved)} saved")
+    return out
