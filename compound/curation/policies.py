@@ -66,7 +66,8 @@ def final_trajectories(
     ``stores[i]``: trial ``i``'s database at the end of training.
 
     1. With ``exemplar_curation``: per task, the highest-utility success
-       among all trials' databases (Traj-Bootstrap's Exemplar-Curation).
+       among all trials' databases and every training success (including
+       those a trial copy overwrote), Traj-Bootstrap's Exemplar-Curation.
        Without: the database of the trial with the best training success
        rate (ties: lower trial), i.e. the one the population converged on.
     2. With ``diversity_clusters = c > 0`` and more than ``c`` trajectories:
@@ -79,7 +80,8 @@ def final_trajectories(
         raise CurationError(f"diversity_clusters must be >= 0 (0 = off); got {diversity_clusters}")
     utilities = exemplar_utilities(train)
     prior = population_prior(utilities)
-    candidates = _unique_successes(stores)
+    # every training success counts, also one a PBT copy overwrote in its own trial's store
+    candidates = _unique_successes([*stores, [t for t in train if t.phase == "train"]])
     if exemplar_curation:
         by_trial: dict[int, list[Trajectory]] = {}
         for t in train:

@@ -38,7 +38,8 @@ def test_exemplar_curation_keeps_the_highest_utility_success_per_task(traj) -> N
     train, stores = population(traj)
     chosen, record = final_trajectories(train, stores, exemplar_curation=True)
     # Q(a0) = 0 (its only retrieval failed), Q(a1) = 1, Q(b0) = 1: a1 wins task A; b0 is the only B.
-    assert [t.id for t in chosen] == ["a1", "b0"] and record["utilities"] == {"a1": 1.0, "b0": 1.0}
+    # c1 and d1 are training successes in no final store (a copy overwrote them): they still compete.
+    assert [t.id for t in chosen] == ["a1", "b0", "c1", "d1"] and record["utilities"] == {"a1": 1.0, "b0": 1.0}
 
 
 def test_diversity_keeps_the_best_of_each_cluster(traj) -> None:
@@ -54,3 +55,13 @@ def test_diversity_keeps_the_best_of_each_cluster(traj) -> None:
 def test_no_stores_give_an_empty_database(traj) -> None:
     chosen, record = final_trajectories([], [])
     assert chosen == [] and record["source"] == "no_stores"
+
+
+def test_exemplar_curation_keeps_a_success_that_a_copy_overwrote(traj) -> None:
+    """Trial 1's store was replaced by trial 0's (exploit); its own success of task B still competes."""
+    overwritten = traj("B", "get b", trial=1)
+    shown = [traj("C", "get c", trial=1, attempt=i, example_ids=(overwritten.id,)) for i in range(2)]
+    a = traj("A", "get a", trial=0)
+    train = [a, overwritten, *shown]
+    chosen, record = final_trajectories(train, [[a], [a]], exemplar_curation=True)
+    assert overwritten.id in {t.id for t in chosen}
