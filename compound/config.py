@@ -119,6 +119,8 @@ class CurationConfig(_Section):
     )
     pbt: PBTConfig = Field(default_factory=PBTConfig, description="PBT settings (selection: pbt).")
     diversity: float = Field(0.0, ge=0.0, le=1.0, description="Retrieval-time diversity: MMR weight when choosing the k examples shown (0 = plain top-k); a PBT hyper-parameter.")
+    coverage_clusters: int = Field(8, ge=0, description="At each segment end, k-means over all trials' stores into this many clusters; each trial's coverage (clusters it has a member in) goes to metrics.jsonl (0 = off).")
+    max_store: int | None = Field(None, ge=1, description="Store budget: most retrievable trajectories per trial; past it, each segment end keeps every cluster's highest-utility member first (null = unbounded).")
     exemplar_curation: bool = Field(False, description="After training keep per task the highest-utility trajectory across trials.")
     diversity_clusters: int = Field(0, ge=0, description="Cluster-based diversity: k-means into this many clusters over the final store and keep the best of each, so it holds at most this many trajectories covering different strategies (0 = off).")
 
@@ -154,6 +156,13 @@ class RunConfig(_Section):
             raise ValueError("llm.base_url is required when llm.engine is 'openai' (e.g. http://127.0.0.1:8000/v1)")
         if self.llm.engine == "scripted" and not self.llm.script:
             raise ValueError("llm.script must list replies when llm.engine is 'scripted'")
+        agent = self.agent
+        shown = {"episode": agent.k_episode, "flex": max(agent.k_plan, agent.k_step)}.get(agent.examples, 0)
+        if self.curation.max_store is not None and self.curation.max_store < shown:
+            raise ValueError(
+                f"curation.max_store: {self.curation.max_store} is below the {shown} examples an episode is shown "
+                "(agent.k_episode in episode mode, k_plan/k_step in flex mode); raise the budget or show fewer"
+            )
         if self.curation.selection == "pbt":
             from compound.curation.errors import CurationError
             from compound.curation.trial_params import check_search, start_params

@@ -1,10 +1,11 @@
 """Rebuild every trial's store from a run directory's data and decisions alone, and check it.
 
 A run's stores are a function of two files: ``trajectories.parquet`` (every
-attempt) and ``lineage.jsonl`` (which tasks each segment held, and every
-trial-selection decision). Replaying them segment by segment -- each
-trial's successes of the segment go into its store, then each exploit
-replaces the target's store by a copy of the source's -- must give the
+attempt) and ``lineage.jsonl`` (which tasks each segment held, the store budget's
+evictions, and every trial-selection decision). Replaying them segment by
+segment -- each trial's successes of the segment go into its store, the
+evicted ids leave it, then each exploit replaces the target's store by a
+copy of the source's -- must give the
 stores the run saved (``stores/trial-<i>.parquet``), id for id and in
 order. A store is saved in canonical order (``canonical_order``), since the
 order successes reached the live curator depends on which episode finished
@@ -63,6 +64,7 @@ def replay(trajectories: Sequence[Trajectory], lineage: Sequence[dict[str, Any]]
     """Stores after the last segment, replayed; per boundary, replayed sizes beside the recorded ones."""
     train = [t for t in trajectories if t.phase == "train"]
     stores: list[dict[tuple, Trajectory]] = [{} for _ in range(trials)]
+    evicted: list[set[str]] = [set() for _ in range(trials)]
     stream = [key for record in lineage if record.get("event") == "segment_end" for key in record["tasks"]]
     result = ReplayResult(stores=[])
     for record in lineage:
@@ -70,16 +72,22 @@ def replay(trajectories: Sequence[Trajectory], lineage: Sequence[dict[str, Any]]
         if event == "segment_end":
             keys = set(record["tasks"])
             for t in train:
-                if t.task_key in keys and t.success:
+                if t.task_key in keys and t.success and t.id not in evicted[t.trial]:
                     stores[t.trial][t.attempt_key] = t
             sizes = [len(s) for s in stores]
             recorded = record.get("store_sizes")
             result.boundaries.append({"segment": record["segment"], "replayed": sizes, "recorded": recorded})
             if recorded is not None and sizes != recorded:
                 result.mismatches.append(f"segment {record['segment']}: replayed store sizes {sizes}, the run recorded {recorded}")
+        elif event == "curation_pass":  # the store budget's evictions
+            for trial, ids in record.get("evict", {}).items():
+                gone = set(ids)
+                stores[int(trial)] = {k: t for k, t in stores[int(trial)].items() if t.id not in gone}
+                evicted[int(trial)] |= gone
         elif event in SELECTION_EVENTS:
             for pair in record.get("exploit", []):
                 stores[pair["target"]] = dict(stores[pair["source"]])
+                evicted[pair["target"]] = set(evicted[pair["source"]])
     result.stores = [canonical_order(s.values(), stream) for s in stores]
     return result
 

@@ -92,6 +92,16 @@ MALFORMED = [
      ["must be", "(and 2 more problems)"]),
     ("two-problems", "llm:\n  temperature: 3\n  max_tokens: 0\n", [],
      ["must be", "(and 1 more problem)"]),
+    ("pbt-unknown-hyper-parameter", "curation:\n  selection: pbt\n  pbt:\n    space:\n      store_size: {low: 1, high: 4}\n", [],
+     ["curation.pbt.space.store_size", "allowed: ['diversity', 'k', 'retrieval', 'temperature']"]),
+    ("pbt-bound-excludes-start", "curation:\n  selection: pbt\n  pbt:\n    space:\n      k: {low: 3, high: 8}\n", [],
+     ["curation.pbt.space.k", "start value 1 is outside"]),
+    ("pbt-quantile-above-half", "", ["curation.selection=pbt", "curation.pbt.quantile=0.7"],
+     ["curation.pbt.quantile", "must be <= 0.5"]),
+    ("pbt-quantile-zero", "", ["curation.pbt.quantile=0"],
+     ["curation.pbt.quantile", "must be > 0"]),
+    ("budget-below-k", "agent:\n  examples: flex\n  k_step: 6\ncuration:\n  max_store: 4\n", [],
+     ["curation.max_store", "below the 6 examples"]),
 ]
 
 

@@ -53,7 +53,8 @@ class ExperienceStore:
         self.embedder = embedder
         self.trial = trial
         self._attempts: dict[AttemptKey, Trajectory] = {}
-        self._stack = StackedVectors(embedder.dim)  # rows: successes, in ``_attempts`` order
+        self._stack = StackedVectors(embedder.dim)  # rows: retrievable successes, in ``_attempts`` order
+        self._evicted: set[AttemptKey] = set()  # successes kept as data but no longer retrievable (budget)
         self._version = 0
         self._snapshot: ExampleSet | None = None
 
@@ -104,6 +105,7 @@ class ExperienceStore:
             "embedder": self.embedder.name,
             "attempts": len(attempts),
             "successes": n_success,
+            "retrievable": len(self._stack),
             "failures": len(attempts) - n_success,
             "success_rate": n_success / len(attempts) if attempts else 0.0,
             "tasks": len({t.task_key for t in attempts}),
@@ -180,13 +182,30 @@ class ExperienceStore:
         if to_embed:
             fresh.update(zip((k for k, _ in to_embed), embed_trajectories([t for _, t in to_embed], self.embedder)))
         if rebuild:
-            self._stack = self._stack.rebuilt([k for k, t in self._attempts.items() if t.success], fresh)
+            self._stack = self._stack.rebuilt(self._retrievable_keys(), fresh)
         elif fresh:
             keys = [k for k in incoming if k in fresh]
+            keys = [k for k in keys if k not in self._evicted]
             self._stack.append(keys, [fresh[k] for k in keys])
         if changed:
             self._touch()
         return self._version
+
+    def evict(self, ids: Iterable[str]) -> int:
+        """The store budget: these successes stop being retrievable (kept as data); returns the version."""
+        drop = {k for k, t in self._attempts.items() if t.id in set(ids) and t.success}
+        if not drop - self._evicted:
+            return self._version
+        self._evicted |= drop
+        self._stack = self._stack.rebuilt(self._retrievable_keys(), {})
+        self._touch()
+        return self._version
+
+    def is_retrievable(self, key: AttemptKey) -> bool:
+        return key in self._stack
+
+    def _retrievable_keys(self) -> list[AttemptKey]:
+        return [k for k, t in self._attempts.items() if t.success and k not in self._evicted]
 
     def vectors(self, key: AttemptKey) -> TrajectoryVectors:
         """The stored vectors of the success at attempt ``key`` (read-only views)."""
@@ -197,6 +216,7 @@ class ExperienceStore:
         other = ExperienceStore(self.embedder, self.trial if trial is None else trial)
         other._attempts = dict(self._attempts)
         other._stack = self._stack.copy()
+        other._evicted = set(self._evicted)
         other._version = self._version
         return other
 
@@ -213,6 +233,7 @@ class ExperienceStore:
             )
         self._attempts = dict(source._attempts)
         self._stack = source._stack.copy()
+        self._evicted = set(source._evicted)
         self._touch()
         return self._version
 

@@ -55,19 +55,55 @@ def exemplar_utilities(episodes: Iterable[Trajectory]) -> dict[str, ExemplarUtil
     >>> round(u["a"].q, 3), u["b"].q   # a: (1 * 2/3) / (2/3 + 1) = 0.4
     (0.4, 1.0)
     """
-    numerator: dict[str, float] = defaultdict(float)
-    denominator: dict[str, float] = defaultdict(float)
-    count: dict[str, int] = defaultdict(int)
+    online = OnlineUtility()
     for episode in _unique_by_id(episodes):
+        online.observe(episode)
+    return online.utilities()
+
+
+class OnlineUtility:
+    """Q kept up to date as episodes finish (the curator's copy); the same sums as ``exemplar_utilities``.
+
+    An episode re-observed under the same id (a re-run) replaces its earlier
+    contribution, so a retried episode is not counted twice.
+
+    >>> from compound.types import Trajectory
+    >>> ep = lambda i, ok, log: Trajectory(i, "e", i, "train", "", "", "", (), ok, True, False, retrievals=log)
+    >>> online = OnlineUtility()
+    >>> online.observe(ep("1", False, ("a",)))
+    >>> online.observe(ep("1", True, ("a",)))   # the re-run succeeded: it replaces the failure
+    >>> online.utilities()["a"].q
+    1.0
+    """
+
+    def __init__(self) -> None:
+        self._numerator: dict[str, float] = defaultdict(float)
+        self._denominator: dict[str, float] = defaultdict(float)
+        self._count: dict[str, int] = defaultdict(int)
+        self._seen: dict[str, Trajectory] = {}
+
+    def observe(self, episode: Trajectory) -> None:
+        previous = self._seen.pop(episode.id, None)
+        if previous is not None:
+            self._apply(previous, -1)
+        self._seen[episode.id] = episode
+        self._apply(episode, +1)
+
+    def _apply(self, episode: Trajectory, sign: int) -> None:
         shown = episode.retrievals or episode.example_ids
-        if not shown:
-            continue
         for tid, hits in Counter(shown).items():
             share = hits / len(shown)
-            numerator[tid] += float(episode.success) * share
-            denominator[tid] += share
-            count[tid] += 1
-    return {tid: ExemplarUtility(numerator[tid] / denominator[tid], denominator[tid], count[tid]) for tid in sorted(denominator)}
+            self._numerator[tid] += sign * float(episode.success) * share
+            self._denominator[tid] += sign * share
+            self._count[tid] += sign
+
+    def utilities(self) -> dict[str, ExemplarUtility]:
+        """Q for every id some observed episode retrieved (ids whose evidence was withdrawn are left out)."""
+        return {
+            tid: ExemplarUtility(self._numerator[tid] / self._denominator[tid], self._denominator[tid], self._count[tid])
+            for tid in sorted(self._denominator)
+            if self._count[tid] > 0
+        }
 
 
 def population_prior(utilities: Mapping[str, ExemplarUtility], fallback: float = 0.5) -> float:

@@ -26,6 +26,8 @@ import ray
 from compound.curation import ExperienceStore, make_embedder
 from compound.curation.chunk_log import Delta, StoreLog
 from compound.curation.errors import CurationError
+from compound.curation.segment_pass import segment_pass
+from compound.curation.utility import OnlineUtility
 from compound.curation.vectors import TrajectoryVectors
 from compound.distributed.runtime import quiet_actor_logging
 from compound.types import ExampleSet, Trajectory
@@ -38,6 +40,7 @@ class Curator:
         self.embedder = make_embedder(embedder)
         self.stores = [ExperienceStore(self.embedder, trial=t) for t in range(trials)]
         self.logs = [StoreLog(put=ray.put) for _ in range(trials)]
+        self.utility = OnlineUtility()  # exemplar Q over every training episode, updated as they arrive
 
     def submit(self, trajectory: Trajectory, vectors: TrajectoryVectors | None = None, worker: str = "") -> int:
         """Add a finished training trajectory to its trial (same attempt key: replaces); returns the log version.
@@ -51,6 +54,7 @@ class Curator:
             self.stores[trajectory.trial].add([trajectory], vectors=given)
         except CurationError as exc:
             raise CurationError(f"refused a trajectory from worker {worker or '?'}: {exc}") from None
+        self.utility.observe(trajectory)
         return self._publish(trajectory)
 
     def submit_many(self, trajectories: list[Trajectory]) -> None:
@@ -58,11 +62,12 @@ class Curator:
         for trial in {t.trial for t in trajectories}:
             self.stores[trial].add([t for t in trajectories if t.trial == trial])
         for t in trajectories:
+            self.utility.observe(t)
             self._publish(t)
 
     def _publish(self, t: Trajectory) -> int:
         log, store = self.logs[t.trial], self.stores[t.trial]
-        if t.success:
+        if t.success and store.is_retrievable(t.attempt_key):
             log.add(t, store.vectors(t.attempt_key))
         else:
             log.remove(t.id)  # a re-run that failed where the first try had succeeded
@@ -81,11 +86,31 @@ class Curator:
         self.logs[target].copy_from(self.logs[source])
         return self.logs[target].version
 
+    def segment_pass(self, segment: int, n_clusters: int, max_store: int | None, seed: int) -> dict[str, Any]:
+        """Coverage and the budget at a segment end (``curation.segment_pass``); applies its evictions."""
+        record = segment_pass(
+            [s.snapshot() for s in self.stores], self.utility.utilities(),
+            n_clusters=n_clusters, max_store=max_store, segment=segment, seed=seed,
+        )
+        self.apply_evictions(record["evict"])
+        return record
+
+    def apply_evictions(self, evictions: dict[str, list[str]]) -> None:
+        """Evicted ids stop being retrievable in the store and in its log (a replay applies the same)."""
+        for trial, ids in evictions.items():
+            self.stores[int(trial)].evict(ids)
+            for tid in ids:
+                self.logs[int(trial)].remove(tid)
+
     def snapshots(self) -> list[ExampleSet]:
         return [s.snapshot() for s in self.stores]
 
     def stats(self) -> list[dict[str, Any]]:
         return [{**s.stats(), "chunks": len(log.handles), "log_version": log.version} for s, log in zip(self.stores, self.logs)]
+
+    def utilities(self) -> dict[str, float]:
+        """Exemplar Q by trajectory id, as of now."""
+        return {tid: u.q for tid, u in self.utility.utilities().items()}
 
     def build_store(self, trajectories: list[Trajectory]) -> list[ray.ObjectRef]:
         """A new, frozen store from chosen trajectories (the final, curated database), as ``[ref]``."""

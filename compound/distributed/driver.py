@@ -153,12 +153,19 @@ class Run:
             by_trial = [[r for r in results if r.trial == t] for t in range(trials)]
             scores = [success_rate(rs) for rs in by_trial]
             stats = ray.get(self.curator.stats.remote())
+            sizes = [s.get("retrievable", 0) for s in stats]
+            curation = ray.get(self.curator.segment_pass.remote(
+                index, cfg.curation.coverage_clusters, cfg.curation.max_store, cfg.seed
+            ))
             record = {
                 "event": "segment",
                 "segment": index,
                 "tasks": [lo, hi],
                 "success": scores,
-                "store_sizes": [s.get("successes", 0) for s in stats],
+                "store_sizes": sizes,
+                "coverage": curation["coverage"],
+                "mean_q": curation["mean_q"],
+                "evicted": {t: len(ids) for t, ids in curation["evict"].items()},
                 "params": [dict(p) for p in self.params],
                 "elapsed_s": round(time.time() - self.started, 2),
             }
@@ -168,6 +175,8 @@ class Run:
                 "event": "segment_end", "segment": index, "tasks": [t.key for t in tasks[lo:hi]],
                 "store_sizes": record["store_sizes"], "params": record["params"],
             })
+            if curation["evict"]:
+                self.dir.append_jsonl("lineage.jsonl", curation)
             if trials > 1 and cfg.curation.selection != "none" and hi < len(tasks):
                 decision = self._select(scores, index)
                 for pair in decision["exploit"]:

@@ -116,7 +116,7 @@ def test_pbt_exploits_and_explores_and_replay_rebuilds_every_store(ray_session, 
 
     cfg = scripted_config(
         env={"train_tasks": 12, "eval_tasks": 0},
-        curation={"trials": 4, "segment_first": 4, "segment_growth": 1.0, "selection": "pbt",
+        curation={"trials": 4, "segment_first": 4, "segment_growth": 1.0, "selection": "pbt", "max_store": 1, "coverage_clusters": 2,
                   "pbt": {"quantile": 0.25, "resample_p": 0.5, "space": {"temperature": {"low": 0.0, "high": 1.0},
                                                                          "k": {"low": 1, "high": 3}}}},
         llm={"train_temperature": 0.5},
@@ -133,6 +133,11 @@ def test_pbt_exploits_and_explores_and_replay_rebuilds_every_store(ray_session, 
     segments = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     segments = [r for r in segments if r["event"] == "segment"]
     assert segments[1]["params"] == decisions[0]["params_after"], "segment 2 ran under the explored hyper-parameters"
+    assert all(len(r["coverage"]) == 4 and all(0 <= c <= 2 for c in r["coverage"]) for r in segments)
+    evictions = [d for d in lineage if d.get("event") == "curation_pass"]
+    assert evictions, "the budget of 1 evicted something"
+    saved = [read_trajectories(tmp_path / "stores" / f"trial-{i}.parquet") for i in range(4)]
+    assert all(len(store) <= 1 + 4 for store in saved)  # at most the budget, plus the last segment's arrivals
     assert main(["replay", str(tmp_path)]) == 0
     assert main(["lineage", str(tmp_path)]) == 0 and (tmp_path / "lineage.png").is_file()
 
