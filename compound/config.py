@@ -119,6 +119,8 @@ class CurationConfig(_Section):
     )
     pbt: PBTConfig = Field(default_factory=PBTConfig, description="PBT settings (selection: pbt).")
     diversity: float = Field(0.0, ge=0.0, le=1.0, description="Retrieval-time diversity: MMR weight when choosing the k examples shown (0 = plain top-k); a PBT hyper-parameter.")
+    dedup: bool = Field(True, description="Streaming dedup at insert: a success of a task that repeats a kept one (same actions; for code, the same structure) is counted onto it, not made retrievable again.")
+    dedup_threshold: float | None = Field(None, gt=0.0, le=1.0, description="Also collapse a success whose key+plan vector has at least this cosine similarity to a kept one of the same task (null = off).")
     coverage_clusters: int = Field(8, ge=0, description="At each segment end, k-means over all trials' stores into this many clusters; each trial's coverage (clusters it has a member in) goes to metrics.jsonl (0 = off).")
     max_store: int | None = Field(None, ge=1, description="Store budget: most retrievable trajectories per trial; past it, each segment end keeps every cluster's highest-utility member first (null = unbounded).")
     exemplar_curation: bool = Field(False, description="After training keep per task the highest-utility trajectory across trials.")

@@ -1,7 +1,7 @@
 """Rebuild every trial's store from a run directory's data and decisions alone, and check it.
 
 A run's stores are a function of two files: ``trajectories.parquet`` (every
-attempt) and ``lineage.jsonl`` (which tasks each segment held, the store budget's
+attempt) and ``lineage.jsonl`` (which tasks each segment held, which successes dedup collapsed, the store budget's
 evictions, and every trial-selection decision). Replaying them segment by
 segment -- each trial's successes of the segment go into its store, the
 evicted ids leave it, then each exploit replaces the target's store by a
@@ -71,6 +71,8 @@ def replay(trajectories: Sequence[Trajectory], lineage: Sequence[dict[str, Any]]
         event = record.get("event")
         if event == "segment_end":
             keys = set(record["tasks"])
+            for trial, ids in record.get("collapsed", {}).items():  # dedup kept them as data, not retrievable
+                evicted[int(trial)] |= set(ids)
             for t in train:
                 if t.task_key in keys and t.success and t.id not in evicted[t.trial]:
                     stores[t.trial][t.attempt_key] = t

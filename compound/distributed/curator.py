@@ -12,7 +12,10 @@ into the object store once, when a worker next asks for that trial
 (``delta``); a worker then fetches only the chunks it lacks. A trial copy
 (``copy_store``) hands the target the source's chunk handles: nothing moves.
 
-The curator embeds only on resume (``submit_many`` of saved trajectories,
+With ``dedup`` a success that repeats a kept one of its task (same actions,
+or for code the same structure, or optionally near-identical vectors) is
+kept as data but not published; the driver logs these collapses per
+segment so a replay skips them too. The curator embeds only on resume (``submit_many`` of saved trajectories,
 which carry no vectors). The actor runs one call at a time: the stores are
 not thread-safe, and every call is short.
 """
@@ -26,6 +29,7 @@ import ray
 from compound.curation import ExperienceStore, make_embedder
 from compound.curation.chunk_log import Delta, StoreLog
 from compound.curation.errors import CurationError
+from compound.curation.insert_dedup import InsertDedup
 from compound.curation.segment_pass import segment_pass
 from compound.curation.utility import OnlineUtility
 from compound.curation.vectors import TrajectoryVectors
@@ -35,9 +39,12 @@ from compound.types import ExampleSet, Trajectory
 
 @ray.remote
 class Curator:
-    def __init__(self, trials: int, embedder: str) -> None:
+    def __init__(self, trials: int, embedder: str, *, dedup: bool = False, dedup_threshold: float | None = None,
+                 code_envs: tuple[str, ...] = ()) -> None:
         quiet_actor_logging()
         self.embedder = make_embedder(embedder)
+        self.dedup = [InsertDedup(threshold=dedup_threshold, code_envs=code_envs) if dedup else None for _ in range(trials)]
+        self.collapsed: list[dict[str, str]] = [{} for _ in range(trials)]  # since the last segment end: id -> kept id
         self.stores = [ExperienceStore(self.embedder, trial=t) for t in range(trials)]
         self.logs = [StoreLog(put=ray.put) for _ in range(trials)]
         self.utility = OnlineUtility()  # exemplar Q over every training episode, updated as they arrive
@@ -67,6 +74,13 @@ class Curator:
 
     def _publish(self, t: Trajectory) -> int:
         log, store = self.logs[t.trial], self.stores[t.trial]
+        dedup = self.dedup[t.trial]
+        if t.success and dedup is not None and store.is_retrievable(t.attempt_key):
+            vectors = store.vectors(t.attempt_key)
+            decision = dedup.add(t, vectors.key + vectors.plan)
+            if decision.duplicate:  # kept as data and counted onto its representative; not retrievable
+                store.evict([t.id])
+                self.collapsed[t.trial][t.id] = decision.kept_id
         if t.success and store.is_retrievable(t.attempt_key):
             log.add(t, store.vectors(t.attempt_key))
         else:
@@ -84,6 +98,8 @@ class Curator:
         """Trial-level selection: ``target``'s database becomes a copy of ``source``'s (same chunks)."""
         self.stores[target].replace_contents(self.stores[source])
         self.logs[target].copy_from(self.logs[source])
+        if self.dedup[source] is not None:
+            self.dedup[target] = self.dedup[source].copy()
         return self.logs[target].version
 
     def segment_pass(self, segment: int, n_clusters: int, max_store: int | None, seed: int) -> dict[str, Any]:
@@ -107,6 +123,15 @@ class Curator:
 
     def stats(self) -> list[dict[str, Any]]:
         return [{**s.stats(), "chunks": len(log.handles), "log_version": log.version} for s, log in zip(self.stores, self.logs)]
+
+    def take_collapsed(self) -> list[dict[str, str]]:
+        """Per trial, the successes dedup collapsed since the last call (id -> kept id); for lineage."""
+        out, self.collapsed = self.collapsed, [{} for _ in self.collapsed]
+        return out
+
+    def copies(self) -> list[dict[str, int]]:
+        """Per trial, how many collapsed copies each kept success has (how often it was found again)."""
+        return [{tid: d.copies(tid) for tid in d.kept_ids if d.copies(tid)} if d else {} for d in self.dedup]
 
     def utilities(self) -> dict[str, float]:
         """Exemplar Q by trajectory id, as of now."""

@@ -73,13 +73,18 @@ def goal_plan_vectors(snapshots: list) -> dict[str, Any]:
     return out
 
 
-def load_tasks(cfg: RunConfig) -> tuple[list[Task], list[Task]]:
-    """The training stream and the held-out tasks, identical on every machine (deterministic)."""
+def load_tasks(cfg: RunConfig, about: dict[str, Any] | None = None) -> tuple[list[Task], list[Task]]:
+    """The training stream and the held-out tasks, identical on every machine (deterministic).
+
+    ``about``, if given, receives the environment's ``action_kind`` (code suites dedup by structure).
+    """
     load_plugins(cfg.env.plugins, cfg.env.plugin_dirs)
     env = make(cfg.env.id, **cfg.env.params)
     try:
         train = list(env.tasks("train"))[: cfg.env.train_tasks]
         held_out = list(env.tasks(cfg.env.eval_split))[: cfg.env.eval_tasks]
+        if about is not None:
+            about["action_kind"] = getattr(env, "action_kind", "line")
     finally:
         env.close()
     return train, held_out
@@ -93,6 +98,7 @@ class Run:
         self.dir = RunDir(out_dir)
         self.progress = progress
         self.started = time.time()
+        self.code_actions = False  # set from the environment in execute()
 
     # -- setup ------------------------------------------------------------
     def _start_actors(self) -> None:
@@ -101,7 +107,10 @@ class Run:
         model_name = ray.get(self.engines[0].model_name.remote()) if self.engines else cfg.llm.model
         self.model_name = model_name
         # one call at a time: the stores it holds are not thread-safe
-        self.curator = Curator.options(num_cpus=0).remote(cfg.curation.trials, cfg.curation.embedder)
+        self.curator = Curator.options(num_cpus=0).remote(
+            cfg.curation.trials, cfg.curation.embedder, dedup=cfg.curation.dedup,
+            dedup_threshold=cfg.curation.dedup_threshold, code_envs=(cfg.env.id,) if self.code_actions else (),
+        )
         self.workers = [
             AgentWorker.options(
                 num_cpus=0, max_concurrency=cfg.distributed.episodes_per_worker + 4, max_restarts=-1
@@ -154,6 +163,7 @@ class Run:
             scores = [success_rate(rs) for rs in by_trial]
             stats = ray.get(self.curator.stats.remote())
             sizes = [s.get("retrievable", 0) for s in stats]
+            collapsed = ray.get(self.curator.take_collapsed.remote())
             curation = ray.get(self.curator.segment_pass.remote(
                 index, cfg.curation.coverage_clusters, cfg.curation.max_store, cfg.seed
             ))
@@ -164,6 +174,7 @@ class Run:
                 "success": scores,
                 "store_sizes": sizes,
                 "coverage": curation["coverage"],
+                "collapsed": [len(c) for c in collapsed],
                 "mean_q": curation["mean_q"],
                 "evicted": {t: len(ids) for t, ids in curation["evict"].items()},
                 "params": [dict(p) for p in self.params],
@@ -174,6 +185,7 @@ class Run:
             self.dir.append_jsonl("lineage.jsonl", {
                 "event": "segment_end", "segment": index, "tasks": [t.key for t in tasks[lo:hi]],
                 "store_sizes": record["store_sizes"], "params": record["params"],
+                "collapsed": {str(i): c for i, c in enumerate(collapsed) if c},
             })
             if curation["evict"]:
                 self.dir.append_jsonl("lineage.jsonl", curation)
@@ -240,7 +252,9 @@ class Run:
         resumed = self.dir.load_existing()
         if resumed:
             log.info("resuming: %d trajectories already in %s", resumed, self.dir.path)
-        train_tasks, held_out = load_tasks(cfg)
+        about: dict[str, Any] = {}
+        train_tasks, held_out = load_tasks(cfg, about)
+        self.code_actions = about.get("action_kind") == "code"
         self._start_actors()
         try:
             segments = self.train(train_tasks)

@@ -33,7 +33,7 @@ def actors(ray_session):
         "env": {"id": "twx/coin"},
     })
     engines = start_engines(cfg.llm)
-    curator = Curator.options(num_cpus=0).remote(2, "tfidf")
+    curator = Curator.options(num_cpus=0).remote(2, "tfidf", dedup=True)
     worker = AgentWorker.options(num_cpus=0).remote(cfg, engines, curator, "scripted")
     yield ray_session, curator, worker
     for actor in (worker, curator, *engines):
@@ -77,3 +77,23 @@ def test_vectors_of_the_wrong_shape_are_refused_naming_the_worker(actors):
     with pytest.raises(Exception, match="refused a trajectory from worker w-7.*do not fit"):
         ray.get(curator.submit.remote(t, v, "w-7"))
     assert ray.get(curator.stats.remote())[0]["attempts"] == 0, "nothing of the refused trajectory was kept"
+
+
+def test_a_repeated_solution_is_counted_not_published_again(actors):
+    """Streaming dedup: a second attempt of the same task with the same actions is kept as data, counted
+    onto the first, and never reaches the workers; a different solution of that task does."""
+    import dataclasses
+
+    ray, curator, worker = actors
+    embedder = TfidfEmbedder()
+    first = success(5)
+    again = dataclasses.replace(first, id="t5-again", attempt=1)
+    other = dataclasses.replace(first, id="t5-other", attempt=2, steps=first.steps[:1])
+    for t in (first, again, other):
+        ray.get(curator.submit.remote(t, embed_trajectories([t], embedder)[0], "test"))
+    assert ray.get(curator.take_collapsed.remote())[0] == {"t5-again": "t5"}
+    assert ray.get(curator.copies.remote())[0] == {"t5": 1}
+    stats = ray.get(curator.stats.remote())[0]
+    assert stats["attempts"] == 3 and stats["retrievable"] == 2
+    ray.get(worker.refresh.remote(0))
+    assert ray.get(worker.fetch_stats.remote())["chunks"] == 1
