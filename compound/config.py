@@ -102,7 +102,7 @@ class PBTConfig(_Section):
     space: dict[str, PBTSearchParam] = Field(
         default_factory=lambda: {"k": PBTSearchParam(low=1, high=8), "temperature": PBTSearchParam(low=0.0, high=1.0)},
         description="Hyper-parameters explored and their domains: k (examples shown), temperature (training "
-        "sampling), retrieval (flex/episode), diversity (MMR weight in [0, 1] at retrieval).",
+        "sampling), retrieval (flex/episode), diversity (MMR weight in [0, 1] at retrieval), store_budget (needs curation.max_store).",
     )
 
 

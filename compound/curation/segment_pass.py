@@ -35,16 +35,18 @@ def segment_pass(
     utilities: Mapping[str, ExemplarUtility],
     *,
     n_clusters: int,
-    max_store: int | None,
+    max_store: int | None | Sequence[int | None],
     segment: int,
     seed: int = 0,
 ) -> dict[str, Any]:
     """Coverage per trial and the evictions the budget asks for, as one record.
 
-    ``snapshots[i]``: trial ``i``'s retrievable successes with their vectors.
+    ``snapshots[i]``: trial ``i``'s retrievable successes with their vectors;
+    ``max_store``: one budget for all, or one per trial (PBT's ``store_budget``).
     Returns ``{"event": "curation_pass", "segment", "coverage": [per trial],
     "clusters", "evict": {trial: [ids]}, "mean_q": [per trial, or None]}``.
     """
+    budgets = list(max_store) if isinstance(max_store, Sequence) else [max_store] * len(snapshots)
     prior = population_prior(utilities)
     present = [s for s in snapshots if len(s)]
     clusters = min(n_clusters, sum(len(s) for s in present)) if n_clusters else 0
@@ -66,9 +68,9 @@ def segment_pass(
         q = [utilities[t].q if t in utilities else prior for t in ids]
         evidenced = [utilities[t].q for t in ids if t in utilities]
         mean_q.append(round(float(np.mean(evidenced)), 4) if evidenced else None)
-        if max_store is not None and len(ids) > max_store:
+        if budgets[i] is not None and len(ids) > budgets[i]:
             labels = labels_of[i].tolist() if clusters else [0] * len(ids)
-            evictions[str(i)] = evict(ids, q, labels, max_store)
+            evictions[str(i)] = evict(ids, q, labels, int(budgets[i]))
     return {
         "event": "curation_pass",
         "segment": segment,

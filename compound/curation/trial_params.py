@@ -5,8 +5,8 @@ those dicts to the run configuration. The hyper-parameters an episode
 honours are ``k`` (examples shown: ``k_episode`` in episode mode, ``k_plan``
 and ``k_step`` in flex mode), ``temperature`` (training episodes' sampling
 temperature), ``retrieval`` (``flex`` or ``episode``) and ``diversity`` (the
-MMR weight used when choosing the k examples). PBT's ``store_budget`` is not
-honoured by the run yet, so it cannot be searched here.
+MMR weight used when choosing the k examples); the curator honours
+``store_budget`` (the trial's ``curation.max_store``) at each segment end.
 
 The config objects are duck-typed (``compound.config`` imports this module,
 not the reverse).
@@ -20,7 +20,7 @@ from typing import Any, Mapping
 from compound.curation.errors import CurationError
 from compound.curation.pbt import HyperParam, validate_space
 
-HONOURED = {"k": "int", "temperature": "float", "retrieval": "choice", "diversity": "float"}
+HONOURED = {"k": "int", "temperature": "float", "retrieval": "choice", "diversity": "float", "store_budget": "int"}
 
 
 def search_space(space: Mapping[str, Any]) -> dict[str, HyperParam]:
@@ -52,7 +52,10 @@ def start_params(agent: Any, llm: Any, curation: Any) -> dict[str, Any]:
     """Every trial's hyper-parameters before the first explore, read from the config."""
     k = agent.k_episode if agent.examples == "episode" else agent.k_step
     temperature = llm.train_temperature if llm.train_temperature is not None else llm.temperature
-    return {"k": k, "temperature": temperature, "retrieval": agent.examples, "diversity": curation.diversity}
+    start = {"k": k, "temperature": temperature, "retrieval": agent.examples, "diversity": curation.diversity}
+    if curation.max_store is not None:  # searchable only when the store has a budget to start from
+        start["store_budget"] = curation.max_store
+    return start
 
 
 def check_search(space: Mapping[str, Any], start: Mapping[str, Any]) -> dict[str, HyperParam]:

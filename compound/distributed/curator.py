@@ -102,7 +102,7 @@ class Curator:
             self.dedup[target] = self.dedup[source].copy()
         return self.logs[target].version
 
-    def segment_pass(self, segment: int, n_clusters: int, max_store: int | None, seed: int) -> dict[str, Any]:
+    def segment_pass(self, segment: int, n_clusters: int, max_store: int | None | list, seed: int) -> dict[str, Any]:
         """Coverage and the budget at a segment end (``curation.segment_pass``); applies its evictions."""
         record = segment_pass(
             [s.snapshot() for s in self.stores], self.utility.utilities(),

@@ -165,7 +165,7 @@ class Run:
             sizes = [s.get("retrievable", 0) for s in stats]
             collapsed = ray.get(self.curator.take_collapsed.remote())
             curation = ray.get(self.curator.segment_pass.remote(
-                index, cfg.curation.coverage_clusters, cfg.curation.max_store, cfg.seed
+                index, cfg.curation.coverage_clusters, [p.get("store_budget", cfg.curation.max_store) for p in self.params], cfg.seed
             ))
             record = {
                 "event": "segment",

@@ -118,7 +118,8 @@ def test_pbt_exploits_and_explores_and_replay_rebuilds_every_store(ray_session, 
         env={"train_tasks": 12, "eval_tasks": 0},
         curation={"trials": 4, "segment_first": 4, "segment_growth": 1.0, "selection": "pbt", "max_store": 1, "coverage_clusters": 2,
                   "pbt": {"quantile": 0.25, "resample_p": 0.5, "space": {"temperature": {"low": 0.0, "high": 1.0},
-                                                                         "k": {"low": 1, "high": 3}}}},
+                                                                         "k": {"low": 1, "high": 3},
+                                                                         "store_budget": {"low": 1, "high": 3}}}},
         llm={"train_temperature": 0.5},
     )
     run(cfg, tmp_path, progress=False)
@@ -137,7 +138,7 @@ def test_pbt_exploits_and_explores_and_replay_rebuilds_every_store(ray_session, 
     evictions = [d for d in lineage if d.get("event") == "curation_pass"]
     assert evictions, "the budget of 1 evicted something"
     saved = [read_trajectories(tmp_path / "stores" / f"trial-{i}.parquet") for i in range(4)]
-    assert all(len(store) <= 1 + 4 for store in saved)  # at most the budget, plus the last segment's arrivals
+    assert all(len(store) <= 3 + 4 for store in saved)  # at most a trial's budget, plus the last segment's arrivals
     assert main(["replay", str(tmp_path)]) == 0
     assert main(["lineage", str(tmp_path)]) == 0 and (tmp_path / "lineage.png").is_file()
 
