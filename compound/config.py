@@ -123,6 +123,7 @@ class CurationConfig(_Section):
     dedup_threshold: float | None = Field(None, gt=0.0, le=1.0, description="Also collapse a success whose key+plan vector has at least this cosine similarity to a kept one of the same task (null = off).")
     coverage_clusters: int = Field(8, ge=0, description="At each segment end, k-means over all trials' stores into this many clusters; each trial's coverage (clusters it has a member in) goes to metrics.jsonl (0 = off).")
     max_store: int | None = Field(None, ge=1, description="Store budget: most retrievable trajectories per trial; past it, each segment end keeps every cluster's highest-utility member first (null = unbounded).")
+    utility_weight: float = Field(0.0, ge=0.0, le=10.0, description="Retrieval prefers exemplars that helped: score += weight x (Q - 0.5), Q as of the last segment end (0 = off, as in the paper).")
     exemplar_curation: bool = Field(False, description="After training keep per task the highest-utility trajectory across trials.")
     diversity_clusters: int = Field(0, ge=0, description="Cluster-based diversity: k-means into this many clusters over the final store and keep the best of each, so it holds at most this many trajectories covering different strategies (0 = off).")
 

@@ -44,11 +44,16 @@ _EPOCHS = itertools.count(1)
 
 @dataclass(frozen=True)
 class Chunk:
-    """Successes added to a store (with their vectors, row for row) and ids they supersede."""
+    """Successes added to a store (with their vectors, row for row), ids they supersede, and utility updates.
+
+    ``utilities``: exemplar Q of stored ids as of the seal (only those that
+    changed), so retrieval can weight by utility without a second channel.
+    """
 
     trajectories: tuple[Trajectory, ...]
     vectors: tuple[TrajectoryVectors, ...]
     removed: tuple[str, ...] = ()
+    utilities: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
         if len(self.trajectories) != len(self.vectors):
@@ -83,10 +88,21 @@ class StoreLog:
     _adds: dict[str, tuple[Trajectory, TrajectoryVectors]] = field(default_factory=dict)
     _removed: list[str] = field(default_factory=list)
     _live: set[str] = field(default_factory=set)  # ids published and not superseded
+    _utilities: dict[str, float] = field(default_factory=dict)  # Q updates for the next chunk
+    _q: dict[str, float] = field(default_factory=dict)  # Q as last published
 
     @property
     def pending_count(self) -> int:
-        return len(self._adds) + len(self._removed)
+        return len(self._adds) + len(self._removed) + len(self._utilities)
+
+    def set_utilities(self, q: dict[str, float]) -> None:
+        """Queue the Q of stored ids that changed since the last publish (others are ignored)."""
+        for tid, value in q.items():
+            if (tid in self._live or tid in self._adds) and self._q.get(tid) != value:
+                self._utilities[tid] = value
+                self._q[tid] = value
+        if self._utilities:
+            self.version += 1
 
     def add(self, trajectory: Trajectory, vectors: TrajectoryVectors) -> None:
         """Queue a success for the next chunk; a published one with the same id is superseded."""
@@ -110,10 +126,10 @@ class StoreLog:
         if not self.pending_count:
             return
         adds = list(self._adds.values())
-        chunk = Chunk(tuple(t for t, _ in adds), tuple(v for _, v in adds), tuple(self._removed))
+        chunk = Chunk(tuple(t for t, _ in adds), tuple(v for _, v in adds), tuple(self._removed), tuple(sorted(self._utilities.items())))
         self.handles.append(self.put(chunk))
         self._live.update(t.id for t, _ in adds)
-        self._adds, self._removed = {}, []
+        self._adds, self._removed, self._utilities = {}, [], {}
 
     def delta(self, epoch: int, have: int) -> Delta:
         """Seal, then the handles a reader at (``epoch``, ``have`` chunks) is missing."""
@@ -127,7 +143,8 @@ class StoreLog:
         source.seal()
         self.handles = list(source.handles)
         self._live = set(source._live)
-        self._adds, self._removed = {}, []
+        self._q = dict(source._q)
+        self._adds, self._removed, self._utilities = {}, [], {}
         self.epoch = next(_EPOCHS)
         self.version = max(self.version, source.version) + 1
 

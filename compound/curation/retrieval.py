@@ -88,10 +88,13 @@ class FlexRetriever:
         self.embedder = embedder
         self.query_field = query_field
         self.diversity = 0.0  # MMR weight choosing the k shown (0 = plain top-k); the worker sets it per trial
+        self.utility_weight = 0.0  # score += weight * (Q - 0.5): prefer exemplars that helped (0 = off)
+        self._q: dict[str, float] = {}
         self._trajectories: list[Trajectory] = []
         self._stack = StackedVectors(embedder.dim)
         self._alive = np.zeros(0, dtype=bool)
         self._success = np.zeros(0, dtype=bool)
+        self._utility = np.zeros(0, dtype=np.float32)
         self._row_of_id: dict[str, int] = {}
         self._rows_of_task: dict[str, list[int]] = {}
         emb = example_set_embeddings(example_set, embedder)
@@ -117,8 +120,11 @@ class FlexRetriever:
         trajectories: Sequence[Trajectory],
         vectors: Sequence[TrajectoryVectors],
         removed: Sequence[str] = (),
+        utilities: Sequence[tuple[str, float]] = (),
     ) -> None:
         """Apply one chunk: ``removed`` ids stop being retrievable, then the new rows are appended.
+
+        ``utilities`` updates stored ids' exemplar Q (used with ``utility_weight``).
 
         Appending writes only the new rows (``StackedVectors`` grows its
         buffers geometrically), so applying a delta costs O(delta), not
@@ -142,6 +148,14 @@ class FlexRetriever:
             self._row_of_id[t.id] = i
             self._rows_of_task.setdefault(t.task_key, []).append(i)
         self.version = version
+        if trajectories:
+            fresh = [self._q.get(t.id, 0.5) - 0.5 for t in trajectories]
+            self._utility = np.concatenate([self._utility, np.array(fresh, dtype=np.float32)])
+        for tid, q in utilities:
+            self._q[tid] = q
+            row = self._row_of_id.get(tid)
+            if row is not None:
+                self._utility[row] = q - 0.5
         emb = self._stack.arrays()
         self._key, self._plan = emb["key"], emb["plan"]
         self._observation, self._reasoning = emb["observation"], emb["reasoning"]
@@ -150,6 +164,8 @@ class FlexRetriever:
         self._has_steps = self._usable & (np.diff(self._offsets) > 0)
 
     def _masked(self, scores: np.ndarray, allowed: np.ndarray, exclude_task: str | None) -> np.ndarray:
+        if self.utility_weight:
+            scores = scores + self.utility_weight * self._utility
         scores = np.where(allowed, scores, -np.inf)
         if exclude_task is not None:
             scores[self._rows_of_task.get(exclude_task, [])] = -np.inf

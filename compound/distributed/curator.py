@@ -104,11 +104,15 @@ class Curator:
 
     def segment_pass(self, segment: int, n_clusters: int, max_store: int | None | list, seed: int) -> dict[str, Any]:
         """Coverage and the budget at a segment end (``curation.segment_pass``); applies its evictions."""
+        utilities = self.utility.utilities()
         record = segment_pass(
-            [s.snapshot() for s in self.stores], self.utility.utilities(),
+            [s.snapshot() for s in self.stores], utilities,
             n_clusters=n_clusters, max_store=max_store, segment=segment, seed=seed,
         )
         self.apply_evictions(record["evict"])
+        q = {tid: u.q for tid, u in utilities.items()}
+        for log in self.logs:  # workers learn the new Q with their next delta (retrieval may weight by it)
+            log.set_utilities(q)
         return record
 
     def apply_evictions(self, evictions: dict[str, list[str]]) -> None:

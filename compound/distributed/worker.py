@@ -105,7 +105,7 @@ class AgentWorker:
             if view is None or delta.epoch != view.epoch:  # first fetch, or the trial's store was replaced by a copy
                 view = self._views[trial] = _TrialView(FlexRetriever.empty(self.embedder), delta.epoch)
             for chunk in await asyncio.gather(*(self._chunk(h) for h in delta.handles)):
-                view.retriever.extend(delta.version, chunk.trajectories, chunk.vectors, chunk.removed)
+                view.retriever.extend(delta.version, chunk.trajectories, chunk.vectors, chunk.removed, chunk.utilities)
             view.chunks = delta.start + len(delta.handles)
             view.retriever.version = delta.version
             return view.retriever
@@ -148,6 +148,7 @@ class AgentWorker:
         else:
             retriever = await self._retriever_for_trial(spec.trial)
             retriever.diversity = float(spec.params.get("diversity", cfg.curation.diversity))
+            retriever.utility_weight = cfg.curation.utility_weight
         env = self.envs.acquire()
         try:
             trajectory = await run_episode(

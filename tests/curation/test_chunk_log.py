@@ -28,7 +28,7 @@ def follow(log: StoreLog, reader: dict, embedder) -> FlexRetriever:
     if delta.epoch != reader.get("epoch"):
         reader.update(retriever=FlexRetriever.empty(embedder), epoch=delta.epoch)
     for chunk in delta.handles:
-        reader["retriever"].extend(delta.version, chunk.trajectories, chunk.vectors, chunk.removed)
+        reader["retriever"].extend(delta.version, chunk.trajectories, chunk.vectors, chunk.removed, chunk.utilities)
         reader["moved"] = reader.get("moved", 0) + chunk.nbytes()
     reader["have"] = delta.start + len(delta.handles)
     return reader["retriever"]
@@ -125,3 +125,21 @@ def test_log_versions_only_move_forward(tfidf):
     assert log.version == versions[-1]
     assert versions == sorted(set(versions))
     assert np.all(np.diff(versions) > 0)
+
+
+def test_utilities_travel_in_chunks_and_tip_retrieval_towards_what_helped(tfidf):
+    log, reader = StoreLog(put=lambda c: c), {}
+    twins = [win(1, "apple"), win(2, "apple")]  # equally similar to the query
+    for t, v in zip(twins, embed_trajectories(twins, tfidf)):
+        log.add(t, v)
+    retriever = follow(log, reader, tfidf)
+    query = dict(goal="find the apple", category="find", k=1, exclude_task=None)
+    assert [e.trajectory_id for e in retriever.plan_examples(**query)] == ["id1"]  # tie: the earlier
+    log.set_utilities({"id1": 0.1, "id2": 0.9, "not-stored": 1.0})
+    follow(log, reader, tfidf)
+    assert [e.trajectory_id for e in retriever.plan_examples(**query)] == ["id1"], "off by default"
+    retriever.utility_weight = 1.0
+    assert [e.trajectory_id for e in retriever.plan_examples(**query)] == ["id2"]
+    version = log.version
+    log.set_utilities({"id1": 0.1})  # unchanged: nothing to publish
+    assert log.version == version
