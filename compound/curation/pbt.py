@@ -152,10 +152,10 @@ def _explore_one(hp: HyperParam, value: Any, rng: np.random.Generator, perturb: 
         if moved == value and factor != 1.0:
             moved = value + (1 if factor > 1.0 else -1)
         return int(min(max(moved, hp.low), hp.high)), "perturb"  # type: ignore[type-var]
+    # Ray Tune's rule: one step towards the factor's side, clipped, so a choice at an end stays half
+    # the time (flipping every time would make a two-way choice change at every explore)
     i, last = hp.choices.index(value), len(hp.choices) - 1
     step = 1 if factor > 1.0 else -1
-    if not 0 <= i + step <= last:
-        step = -step  # at an end: the only neighbour
     return hp.choices[min(max(i + step, 0), last)], "perturb"
 
 
@@ -191,7 +191,7 @@ def explore(
     domain; otherwise it is multiplied by a random one of ``perturb``. An int
     is rounded, and moves one step in the factor's direction when rounding
     would leave it unchanged; a choice moves to the next (factor > 1) or
-    previous choice, or to its only neighbour at either end. Names in the
+    previous choice, clipped at either end (Ray Tune's rule). Names in the
     space are visited in the space's order, one ``rng.random()`` each, then
     the draw of the branch taken.
 

@@ -105,10 +105,12 @@ def test_perturbation_moves_ints_at_least_one_step_and_choices_to_a_neighbour() 
     space = [HyperParam("k", "int", low=1, high=16), HyperParam("retrieval", "choice", choices=("a", "b", "c"))]
     rng = np.random.default_rng(0)
     for _ in range(50):
-        new = explore({"k": 2, "retrieval": "a"}, space, rng, resample_p=0.0)
-        assert new["k"] in (1, 3) and new["retrieval"] == "b"  # 2*0.8 and 2*1.2 both round to 2
+        new = explore({"k": 2, "retrieval": "b"}, space, rng, resample_p=0.0)
+        assert new["k"] in (1, 3) and new["retrieval"] in ("a", "c")  # 2*0.8 and 2*1.2 both round to 2
     at_top = explore({"k": 16, "retrieval": "c"}, space, np.random.default_rng(1), perturb=(1.2,), resample_p=0.0)
-    assert at_top == {"k": 16, "retrieval": "b"}  # clipped; the end's only neighbour
+    assert at_top == {"k": 16, "retrieval": "c"}  # clipped at the top end, as Ray Tune does
+    at_bottom = explore({"k": 1, "retrieval": "a"}, space, np.random.default_rng(1), perturb=(0.8,), resample_p=0.0)
+    assert at_bottom == {"k": 1, "retrieval": "a"}
 
 
 def test_resampling_happens_at_about_the_rate_asked() -> None:
