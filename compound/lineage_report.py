@@ -53,7 +53,7 @@ def plot_lineage(lineage: Sequence[dict[str, Any]], trials: int, path: Path) -> 
             ax.text(col, trial + 0.15, f"{score:.2f}", fontsize=7, ha="center")
     ax.set_xticks(range(columns), [f"seg {r['segment']}" for r in decisions] + ["end"])
     ax.set_yticks(range(trials), [f"trial {t}" for t in range(trials)])
-    ax.set_title("lineage: arrows copy a store (and hyper-parameters) from source to target")
+    ax.set_title("lineage (arrow: store + hyper-parameters copied)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
