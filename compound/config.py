@@ -140,6 +140,7 @@ class DistributedConfig(_Section):
 class EvalConfig(_Section):
     baseline: bool = Field(True, description="Also evaluate with no examples (the agent before it learned anything).")
     with_store: bool = Field(True, description="Evaluate with the final store, frozen.")
+    per_trial: bool = Field(False, description="Also evaluate every trial with its own final store and hyper-parameters, frozen (one more evaluation per trial).")
 
 
 class RunConfig(_Section):

@@ -77,8 +77,9 @@ def summary_markdown(
     if evaluation:
         lines += ["| agent | success |", "|---|---|"]
         for phase, rate in evaluation.items():
-            lines.append(f"| {PHASE_LABELS.get(phase, phase)} | {_pct(rate)} of {eval_episodes} |")
-        if len(evaluation) == 2:
+            label = PHASE_LABELS.get(phase) or f"trial {phase.rsplit('-', 1)[-1]}, its own store and hyper-parameters"
+            lines.append(f"| {label} | {_pct(rate)} of {eval_episodes} |")
+        if "eval/none" in evaluation and "eval/store" in evaluation:
             a, b = evaluation.get("eval/none", 0.0), evaluation.get("eval/store", 0.0)
             lines += ["", f"Change from its own verified successes: {100 * (b - a):+.1f} points."]
     else:
@@ -119,6 +120,8 @@ def plot_success(path: Any, curves: dict[int, list[float]], evaluation: dict[str
         ax.plot(range(1, len(curve) + 1), curve, label=f"training, trial {trial}")
     styles = {"eval/none": ":", "eval/store": "--"}
     for phase, rate in evaluation.items():
+        if phase not in styles:
+            continue
         ax.axhline(rate, linestyle=styles.get(phase, "-."), color="gray" if phase == "eval/none" else "black",
                    label=f"held-out, {PHASE_LABELS.get(phase, phase)}")
     ax.set_xlabel("training tasks seen")

@@ -36,7 +36,7 @@ from compound.curation.policies import final_trajectories, segment_bounds, succe
 from compound.curation.trial_params import search_space, start_params
 from compound.distributed.curator import Curator
 from compound.distributed.engines import start_engines
-from compound.distributed.episodes import EVAL_NONE, EVAL_STORE, TRAIN, EpisodeSpec, make_spec
+from compound.distributed.episodes import EVAL_NONE, EVAL_STORE, EVAL_TRIAL, TRAIN, EpisodeSpec, make_spec
 from compound.distributed.runtime import init_ray
 from compound.distributed.scheduler import EpisodeScheduler
 from compound.distributed.worker import AgentWorker
@@ -213,6 +213,7 @@ class Run:
         """Build the frozen store that evaluation runs against; save every store."""
         cfg = self.cfg
         snapshots = ray.get(self.curator.snapshots.remote())
+        self.final_snapshots = snapshots
         for snapshot in snapshots:  # canonical order, so `compound replay` can compare id for id
             ordered = canonical_order(snapshot.trajectories, self.stream)
             write_trajectories(self.dir.store_path(f"trial-{snapshot.trial}"), ordered)
@@ -244,6 +245,16 @@ class Run:
             results[phase] = success_rate(out)
             self.dir.append_jsonl("metrics.jsonl", {"event": "eval", "phase": phase, "success": results[phase], "episodes": len(out)})
             self.dir.checkpoint()
+        if cfg.eval.per_trial and cfg.curation.trials > 1 and cfg.agent.examples != "none":
+            for snapshot in self.final_snapshots:  # each trial as it ended: its store and its hyper-parameters
+                i = snapshot.trial
+                refs = ray.get(self.curator.build_store.remote(list(snapshot.trajectories)))
+                specs = [make_spec(cfg.seed, EVAL_TRIAL, i, task, params=self.params[i]) for task in tasks]
+                out = self._run_specs(specs, f"evaluate trial {i}", frozen=refs)
+                results[f"{EVAL_TRIAL}-{i}"] = success_rate(out)
+                self.dir.append_jsonl("metrics.jsonl", {"event": "eval", "phase": EVAL_TRIAL, "trial": i,
+                                                         "success": results[f"{EVAL_TRIAL}-{i}"], "episodes": len(out)})
+                self.dir.checkpoint()
         return results
 
     def execute(self, where: str) -> RunResult:

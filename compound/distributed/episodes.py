@@ -12,6 +12,7 @@ from compound.types import Task, trajectory_id
 TRAIN = "train"
 EVAL_NONE = "eval/none"
 EVAL_STORE = "eval/store"
+EVAL_TRIAL = "eval/trial"  # held-out, against one trial's own final store (eval.per_trial)
 
 
 @dataclass(frozen=True)

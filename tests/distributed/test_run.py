@@ -96,8 +96,12 @@ def test_resume_reruns_only_what_is_missing(ray_session, tmp_path):
 def test_population_logs_trial_selection(ray_session, tmp_path):
     from compound.distributed.driver import run
 
-    cfg = scripted_config(env={"train_tasks": 9, "eval_tasks": 0}, curation={"trials": 2, "segment_first": 3})
+    cfg = scripted_config(env={"train_tasks": 9, "eval_tasks": 2}, curation={"trials": 2, "segment_first": 3},
+                          eval={"per_trial": True})
     run(cfg, tmp_path, progress=False)
+    metrics = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert sorted(r.get("trial", -1) for r in metrics if r["event"] == "eval") == [-1, -1, 0, 1]
+    assert "trial 1, its own store" in (tmp_path / "summary.md").read_text()
     lineage = [json.loads(line) for line in (tmp_path / "lineage.jsonl").read_text().splitlines()]
     selections = [d for d in lineage if d.get("event") == "paper"]
     assert len(selections) == 1  # after segment 1 only: the last segment has nothing after it
@@ -105,7 +109,7 @@ def test_population_logs_trial_selection(ray_session, tmp_path):
     assert selections[0]["params_after"] == selections[0]["params_before"], "the paper rule explores nothing"
     trajectories = read_trajectories(tmp_path / "trajectories.parquet")
     assert sorted({t.trial for t in trajectories}) == [0, 1]
-    assert len(trajectories) == 18
+    assert len(trajectories) == 18 + 2 * 4  # training, then 2 held-out tasks x (baseline, final store, trial 0, trial 1)
 
 
 def test_pbt_exploits_and_explores_and_replay_rebuilds_every_store(ray_session, tmp_path):
