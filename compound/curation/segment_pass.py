@@ -1,7 +1,8 @@
 """The curator's pass at a segment end: cluster the population's stores, measure coverage, enforce the budget.
 
-One k-means over every trial's retrievable successes (their key + plan
-vectors) gives labels comparable across trials. *Coverage* -- how many
+One k-means over every trial's retrievable successes (``strategy_vectors``:
+goal key + plan + mean step observation) gives labels comparable across
+trials. *Coverage* -- how many
 clusters a trial's store has a member in -- is how a user sees a population
 lock in on one narrow strategy (an open question of the method). The
 *budget* (``curation.max_store``) then decides, per trial over it, which ids
@@ -22,12 +23,8 @@ import numpy as np
 from compound.curation.budget import coverage_by_trial, evict
 from compound.curation.diversity import cluster_labels
 from compound.curation.utility import ExemplarUtility, population_prior
+from compound.curation.vectors import strategy_vectors
 from compound.types import ExampleSet
-
-
-def _rows(snapshot: ExampleSet) -> np.ndarray:
-    rows = np.asarray(snapshot.embeddings["key"]) + np.asarray(snapshot.embeddings["plan"])
-    return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
 
 
 def segment_pass(
@@ -52,7 +49,7 @@ def segment_pass(
     clusters = min(n_clusters, sum(len(s) for s in present)) if n_clusters else 0
     labels_of: list[np.ndarray] = [np.zeros(0, np.int64) for _ in snapshots]
     if clusters:
-        matrix = np.concatenate([_rows(s) for s in present])
+        matrix = np.concatenate([strategy_vectors(s.embeddings) for s in present])
         labels = cluster_labels(matrix, clusters, seed=seed + segment)
         start = 0
         for i, s in enumerate(snapshots):

@@ -227,3 +227,20 @@ def example_set_embeddings(example_set: ExampleSet, embedder: Embedder) -> Mappi
             f"expected ({n}, {embedder.dim}) and ({m}, {embedder.dim}) for {embedder.name!r}"
         )
     return emb
+
+
+def strategy_vectors(emb: Mapping[str, np.ndarray]) -> np.ndarray:
+    """One unit vector per trajectory for clustering by strategy: goal key + plan + mean step observation.
+
+    Goal and plan alone cannot tell two ways of solving one kind of task
+    apart (the coin game's goals are all alike and its agent writes no
+    plan); the mean of the step observations reflects the path taken.
+    """
+    key, plan, obs, offsets = (np.asarray(emb[k]) for k in ("key", "plan", "observation", "step_offsets"))
+    steps = np.zeros_like(key)
+    counts = np.diff(offsets)
+    if len(obs):
+        sums = np.add.reduceat(obs, offsets[:-1][counts > 0], axis=0) if counts.any() else np.zeros((0, key.shape[1]), key.dtype)
+        steps[counts > 0] = sums / counts[counts > 0, None]
+    rows = key + plan + steps
+    return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)

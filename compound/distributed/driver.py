@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import ray
 from tqdm import tqdm
 
@@ -34,6 +33,7 @@ from compound.config import RunConfig, dump_config
 from compound.curation.pbt import paper_decision, pbt_decision
 from compound.curation.policies import final_trajectories, segment_bounds, success_rate
 from compound.curation.trial_params import search_space, start_params
+from compound.curation.vectors import strategy_vectors
 from compound.distributed.curator import Curator
 from compound.distributed.engines import start_engines
 from compound.distributed.episodes import EVAL_NONE, EVAL_STORE, EVAL_TRIAL, TRAIN, EpisodeSpec, make_spec
@@ -61,15 +61,12 @@ class RunResult:
     wall_time_s: float = 0.0
 
 
-def goal_plan_vectors(snapshots: list) -> dict[str, Any]:
-    """Per trajectory id, its key + plan vector (L2-normalised) from the stores' snapshots, for clustering."""
+def strategy_vectors_by_id(snapshots: list) -> dict[str, Any]:
+    """Per trajectory id, its ``strategy_vectors`` row from the stores' own embeddings, for clustering."""
     out: dict[str, Any] = {}
     for snapshot in snapshots:
-        if not snapshot.trajectories:
-            continue
-        rows = snapshot.embeddings["key"] + snapshot.embeddings["plan"]
-        rows = rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
-        out.update(zip((t.id for t in snapshot.trajectories), rows))
+        if snapshot.trajectories:
+            out.update(zip((t.id for t in snapshot.trajectories), strategy_vectors(snapshot.embeddings)))
     return out
 
 
@@ -223,7 +220,7 @@ class Run:
             [list(s.trajectories) for s in snapshots],
             exemplar_curation=cfg.curation.exemplar_curation,
             diversity_clusters=cfg.curation.diversity_clusters,
-            embeddings=goal_plan_vectors(snapshots),  # the stores' own (MiniLM) vectors: nothing re-embedded
+            embeddings=strategy_vectors_by_id(snapshots),  # the stores' own (MiniLM) vectors: nothing re-embedded
             seed=cfg.seed,
         )
         self.dir.append_jsonl("lineage.jsonl", decision)

@@ -34,3 +34,15 @@ def test_off_switches_do_nothing():
     store.add([success(i, f"goal {i}", "plan") for i in range(3)])
     record = segment_pass([store.snapshot()], {}, n_clusters=0, max_store=None, segment=3)
     assert record["coverage"] == [0] and record["evict"] == {} and record["clusters"] == 0
+
+
+def test_alike_goals_without_plans_still_cluster_by_the_path_taken():
+    """The coin game: every goal reads the same and no plan is written; the steps differ."""
+    embedder = TfidfEmbedder(256)
+    def coin(i, rooms):
+        steps = tuple(Step(f"you are in the {room}", "move") for room in rooms)
+        return Trajectory(f"c{i}", "coin", str(i), "train", "take the coin", "coin", "", steps, True, True, False)
+    store = ExperienceStore(embedder)
+    store.add([coin(0, ["kitchen", "kitchen"]), coin(1, ["kitchen"]), coin(2, ["garden shed", "garden shed"]), coin(3, ["garden shed"])])
+    record = segment_pass([store.snapshot()], {}, n_clusters=2, max_store=None, segment=0)
+    assert record["coverage"] == [2]
