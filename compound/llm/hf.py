@@ -29,7 +29,7 @@ from typing import Any, Sequence
 import torch
 
 from compound.llm.base import Completion, LLMError, Message
-from compound.llm.int8 import quantize_linears
+from compound.llm.int8 import calibration_ids, quantize_linears
 from compound.llm.hf_runner import BatchRunner, Generation, Request, RunnerStats
 from compound.llm.model_files import DEFAULT_MODEL, load_model_and_tokenizer
 from compound.llm.prefix_cache import PrefixCache
@@ -112,7 +112,7 @@ class HFEngine:
         self.quantize = resolve_quantize(quantize, self.device, self.dtype)
         net, tokenizer, self.model_dir = load_model_and_tokenizer(model, self.device, self.dtype)
         if self.quantize == "int8":
-            quantize_linears(net)
+            quantize_linears(net, calibration_ids(tokenizer))
         self.model_name = model
         self.max_batch = max_batch
         self.max_wait_s = max_wait_ms / 1000.0

@@ -39,3 +39,29 @@ def test_quantize_linears_replaces_supported_layers_only():
 
 def test_empty_input():
     assert Int8Linear(_linear())(torch.randn(0, 64)).shape == (0, 48)
+
+
+def test_smoothing_keeps_rows_independent_and_tames_an_outlier_channel():
+    layer = _linear()
+    x = torch.randn(6, 64)
+    x[:, 3] *= 80  # one channel far larger than the rest, as in LLM activations
+    plain, smooth = Int8Linear(layer), Int8Linear(layer, act_absmax=x.abs().amax(0))
+    ref = layer(x)
+    assert (smooth(x) - ref).norm() < (plain(x) - ref).norm()
+    assert torch.equal(smooth(x), torch.cat([smooth(x[i : i + 1]) for i in range(6)]))
+
+
+def test_calibration_records_every_layer():
+    model = nn.Sequential(_linear(64, 48), nn.ReLU(), _linear(48, 16))
+
+    class Wrapper(nn.Module):  # quantize_linears calls model(input_ids=...)
+        def __init__(self):
+            super().__init__()
+            self.inner = model
+
+        def forward(self, input_ids):
+            return self.inner(input_ids)
+
+    wrapped = Wrapper()
+    assert quantize_linears(wrapped, torch.randn(1, 5, 64)) == 2
+    assert all(m.smooth is not None for m in model if isinstance(m, Int8Linear))
