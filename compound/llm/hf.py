@@ -85,7 +85,8 @@ class HFEngine:
     (``compound.llm.int8``: ~2-4x faster matmuls on CPU, a slightly different
     model); ``none`` keeps the weights as loaded; ``auto`` (default) is
     ``int8`` for float32 on CPU and ``none`` elsewhere (GPUs have fast
-    half-precision matmuls and ``torch._int_mm`` there needs other shapes).
+    half-precision matmuls). Int8 lowers the quickstart's no-examples
+    success (see ENGINE_NOTES.md); use ``none`` where that ablation matters.
     """
 
     def __init__(
