@@ -219,7 +219,7 @@ def run_engine(args: argparse.Namespace, prefix_cache_tokens: int) -> dict:
 
 def run_plain_generate(args: argparse.Namespace) -> dict:
     """Lock-step turns; each turn one padded batch of full prompts through ``generate``."""
-    engine = HFEngine(max_batch=1, prefix_cache_tokens=0)  # only to load the same model files
+    engine = HFEngine(max_batch=1, prefix_cache_tokens=0, **engine_options(args))  # the same model (and quantisation)
     model, tok = engine.model, engine.tokenizer
     engine.close()
     tok.padding_side = "left"
