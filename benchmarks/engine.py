@@ -18,6 +18,18 @@ table and writes ``benchmarks/results/engine.json``.
     python benchmarks/engine.py                      # ~a few minutes on 2 cores
     python benchmarks/engine.py --episodes 4 --turns 4 --variants a,c
 
+``--compare REV`` instead measures engines side by side, each in its own
+process, back to back: the engine as of git revision ``REV`` (exported with
+``git archive``, so "previous" is that code, not a switch in this one), this
+tree's engine with its defaults, and this tree's engine with ``quantize=none``.
+For each: prefill tokens/s (one ~600-token prompt, no prefix cache),
+single-stream and batch-8 decode tokens/s (the time of 33-token generations
+minus that of 1-token ones, over the tokens between), and the agent workload
+above (variant a). Prints the numbers and their ratios to the first engine and
+writes ``benchmarks/results/engine_compare.json``.
+
+    python benchmarks/engine.py --compare 586740c --threads 1
+
 On a CPU shared with other processes, pass ``--threads 1`` (or start with
 ``OMP_WAIT_POLICY=PASSIVE``): spinning OpenMP threads that get descheduled
 make every small decode-step op wait, and decode-heavy runs slow down
@@ -38,7 +50,8 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# --compare runs this file again with COMPOUND_BENCH_SRC naming another tree's export.
+sys.path.insert(0, os.environ.get("COMPOUND_BENCH_SRC") or str(Path(__file__).resolve().parents[1]))
 
 from compound.llm.hf import HFEngine  # noqa: E402
 
@@ -87,8 +100,86 @@ def extend(messages: list[dict[str, str]], reply: str, episode: int, turn: int) 
 # ---- variants --------------------------------------------------------------------
 
 
+def engine_options(args: argparse.Namespace) -> dict:
+    """Only the options given: the engine of an older revision may not know them."""
+    return {"quantize": args.quantize} if getattr(args, "quantize", None) else {}
+
+
+DECODE_TOKENS = 32
+
+
+def micro(args: argparse.Namespace) -> dict:
+    """Prefill and decode rates of one engine, through its public API only."""
+    engine = HFEngine(max_batch=8, prefix_cache_tokens=0, **engine_options(args))
+    long_prompt = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": SYSTEM + "\n" + task_message(0)}]
+    stories = [[{"role": "user", "content": f"Write a long story about a {w} who learns to cook."}] for w in THINGS]
+
+    async def timed(prompts: list, max_tokens: int) -> tuple[float, int, int]:
+        t0 = time.perf_counter()
+        outs = await asyncio.gather(*(engine.generate(p, max_tokens=max_tokens) for p in prompts))
+        return time.perf_counter() - t0, sum(o.completion_tokens for o in outs), sum(o.prompt_tokens for o in outs)
+
+    async def main() -> dict:
+        await engine.generate(stories[0], max_tokens=4)  # warm-up
+        wall, _, n_prompt = min([await timed([long_prompt], 1) for _ in range(2)])
+        out = {"prefill_tokens": n_prompt, "prefill_tok_s": n_prompt / wall}
+        for rows in (1, 8):
+            short = min([await timed(stories[:rows], 1) for _ in range(2)])
+            long_ = await timed(stories[:rows], DECODE_TOKENS + 1)
+            out[f"decode{rows}_tok_s"] = (long_[1] - short[1]) / (long_[0] - short[0])
+            out[f"decode{rows}_tokens"] = long_[1]
+        return out
+
+    result = asyncio.run(main())
+    result["quantize"] = getattr(engine, "quantize", "none (no option)")
+    engine.close()
+    return result
+
+
+def compare(args: argparse.Namespace) -> dict:
+    """Run previous / current / current-float32 engines in fresh processes, one after another."""
+    import subprocess
+    import tempfile
+
+    here = Path(__file__).resolve()
+    export = Path(tempfile.mkdtemp(prefix="compound-prev-"))
+    subprocess.run(f"git -C {here.parents[1]} archive {args.compare} | tar -x -C {export}", shell=True, check=True)
+    engines = {
+        f"previous ({args.compare})": ({"COMPOUND_BENCH_SRC": str(export)}, []),
+        "current (defaults)": ({}, []),
+        "current, quantize=none": ({}, ["--quantize", "none"]),
+    }
+    common = ["--episodes", str(args.episodes), "--turns", str(args.turns), "--max-tokens", str(args.max_tokens)]
+    if args.threads:
+        common += ["--threads", str(args.threads)]
+    results = {}
+    for name, (env, extra) in engines.items():
+        print(f"measuring {name} ...", flush=True)
+        out = subprocess.run(
+            [sys.executable, str(here), "--worker", *common, *extra], env={**os.environ, **env},
+            check=True, stdout=subprocess.PIPE, text=True,
+        ).stdout
+        results[name] = json.loads(out.strip().splitlines()[-1])
+    base = next(iter(results.values()))
+    header = f"{'engine':<28} {'prefill tok/s':>13} {'decode 1 tok/s':>14} {'decode 8 tok/s':>14} {'agent wall s':>12} {'agent x':>8}"
+    print("\n" + header + "\n" + "-" * len(header))
+    for name, r in results.items():
+        ratio = base["agent"]["wall_s"] / r["agent"]["wall_s"]
+        print(
+            f"{name:<28} {r['prefill_tok_s']:>13.0f} {r['decode1_tok_s']:>14.1f} {r['decode8_tok_s']:>14.1f} "
+            f"{r['agent']['wall_s']:>12.1f} {ratio:>7.2f}x"
+        )
+    for name, r in list(results.items())[1:]:
+        print(
+            f"{name} vs previous: prefill {r['prefill_tok_s'] / base['prefill_tok_s']:.2f}x, decode 1 "
+            f"{r['decode1_tok_s'] / base['decode1_tok_s']:.2f}x, decode 8 {r['decode8_tok_s'] / base['decode8_tok_s']:.2f}x, "
+            f"agent workload {base['agent']['wall_s'] / r['agent']['wall_s']:.2f}x"
+        )
+    return results
+
+
 def run_engine(args: argparse.Namespace, prefix_cache_tokens: int) -> dict:
-    engine = HFEngine(max_batch=args.episodes, prefix_cache_tokens=prefix_cache_tokens)
+    engine = HFEngine(max_batch=args.episodes, prefix_cache_tokens=prefix_cache_tokens, **engine_options(args))
     warm = [{"role": "user", "content": "hi"}]
     asyncio.run(engine.generate(warm, max_tokens=2))
     engine.clear_prefix_cache()
@@ -128,7 +219,7 @@ def run_engine(args: argparse.Namespace, prefix_cache_tokens: int) -> dict:
 
 def run_plain_generate(args: argparse.Namespace) -> dict:
     """Lock-step turns; each turn one padded batch of full prompts through ``generate``."""
-    engine = HFEngine(max_batch=1, prefix_cache_tokens=0)  # only to load the same model files
+    engine = HFEngine(max_batch=1, prefix_cache_tokens=0, **engine_options(args))  # the same model (and quantisation)
     model, tok = engine.model, engine.tokenizer
     engine.close()
     tok.padding_side = "left"
@@ -187,12 +278,25 @@ def main() -> None:
     parser.add_argument("--prefix-cache-tokens", type=int, default=16384)
     parser.add_argument("--variants", default="a,b,c")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "engine.json"))
+    parser.add_argument("--quantize", default=None, help="engine quantize option (default: the engine's own)")
+    parser.add_argument("--compare", metavar="REV", default=None, help="compare REV's engine with this tree's (see above)")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--out", default=None)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.worker:  # one engine of --compare: micro numbers + the agent workload, as one JSON line
+        record = micro(args)
+        record["agent"] = {k: v for k, v in run_engine(args, args.prefix_cache_tokens).items() if k != "replies"}
+        print(json.dumps(record))
+        return
+    name = "engine_compare.json" if args.compare else "engine.json"
+    args.out = args.out or str(Path(__file__).parent / "results" / name)
 
     record_load_start = os.getloadavg()
+    if args.compare:
+        write(args, record_load_start, {"benchmark": "engine_compare", "results": compare(args)})
+        return
     results = {}
     for key in args.variants.split(","):
         name, run = VARIANTS[key]
@@ -226,8 +330,16 @@ def main() -> None:
             if other in results:
                 print(f"speed-up of (a) over ({other}): {results[other]['wall_s'] / results['a']['wall_s']:.2f}x wall time")
 
-    record = {
+    write(args, record_load_start, {
         "benchmark": "engine",
+        "same_replies": same,
+        "results": {k: {kk: vv for kk, vv in r.items() if kk != "replies"} for k, r in results.items()},
+    })
+
+
+def write(args: argparse.Namespace, load_start: tuple, record: dict) -> None:
+    record = {
+        **record,
         "args": {k: v for k, v in vars(args).items() if k != "out"},
         "machine": {
             "cpu_count": os.cpu_count(),
@@ -235,11 +347,9 @@ def main() -> None:
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
             "platform": platform.platform(),
             "torch": torch.__version__,
-            "load_avg_at_start": record_load_start,
+            "load_avg_at_start": load_start,
             "load_avg_at_end": os.getloadavg(),
         },
-        "same_replies": same,
-        "results": {k: {kk: vv for kk, vv in r.items() if kk != "replies"} for k, r in results.items()},
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -63,6 +63,11 @@ class LLMConfig(_Section):
     )
     max_batch: int = Field(8, ge=1, le=1024, description="hf engine: most requests decoded together.")
     max_wait_ms: float = Field(15.0, ge=0.0, le=10000.0, description="hf engine: how long to wait to fill a batch.")
+    quantize: Literal["auto", "int8", "none"] = Field(
+        "none",
+        description="hf engine: none = weights as loaded; int8 = int8 linear layers (1.7-1.9x faster agent workload on CPU, "
+        "but the quickstart's no-examples success fell from 44% to 19-25%); auto = int8 for float32 on CPU, none on GPU.",
+    )
     num_engines: int = Field(1, ge=1, description="Engine actors to start (one per GPU for vllm).")
     tensor_parallel_size: int = Field(1, ge=1, description="vllm engine: GPUs per engine, placed with a placement group.")
     gpu_memory_utilization: float = Field(0.85, gt=0.0, le=1.0, description="vllm engine: share of GPU memory to use.")

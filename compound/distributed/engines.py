@@ -23,7 +23,7 @@ from compound.distributed.runtime import quiet_actor_logging
 def engine_kwargs(cfg: LLMConfig) -> dict[str, Any]:
     """The factory arguments of ``compound.llm.factory.make_llm`` for this config."""
     if cfg.engine == "hf":
-        return {"model": cfg.model, "max_batch": cfg.max_batch, "max_wait_ms": cfg.max_wait_ms}
+        return {"model": cfg.model, "max_batch": cfg.max_batch, "max_wait_ms": cfg.max_wait_ms, "quantize": cfg.quantize}
     if cfg.engine == "vllm":
         return {
             "model": cfg.model,

@@ -29,6 +29,7 @@ from typing import Any, Sequence
 import torch
 
 from compound.llm.base import Completion, LLMError, Message
+from compound.llm.int8 import calibration_ids, quantize_linears
 from compound.llm.hf_runner import BatchRunner, Generation, Request, RunnerStats
 from compound.llm.model_files import DEFAULT_MODEL, load_model_and_tokenizer
 from compound.llm.prefix_cache import PrefixCache
@@ -58,6 +59,17 @@ def resolve_dtype(dtype: str | torch.dtype, device: str) -> torch.dtype:
     return names[dtype]
 
 
+def resolve_quantize(quantize: str, device: str, dtype: torch.dtype) -> str:
+    """``auto`` -> ``int8`` for float32 on CPU, else ``none``."""
+    if quantize not in ("auto", "int8", "none"):
+        raise LLMError(f"quantize {quantize!r} is not one of ['auto', 'int8', 'none']")
+    if quantize == "auto":
+        return "int8" if device == "cpu" and dtype == torch.float32 else "none"
+    if quantize == "int8" and device != "cpu":
+        raise LLMError(f"quantize='int8' runs on CPU only (device is {device!r}): use quantize='none' or 'auto'")
+    return quantize
+
+
 class HFEngine:
     """A local transformers model behind ``LLMClient``, with batching and prefix reuse.
 
@@ -68,6 +80,14 @@ class HFEngine:
     or start the process with ``OMP_WAIT_POLICY=PASSIVE``: spinning OpenMP
     threads that get descheduled stall every small decode-step op, measured
     here as decode steps 3-20x slower with 2 threads on 2 loaded cores.
+
+    ``quantize``: ``int8`` replaces the linear layers by int8 ones
+    (``compound.llm.int8``: ~2-4x faster matmuls on CPU, a slightly different
+    model); ``none`` (default) keeps the weights as loaded; ``auto`` is
+    ``int8`` for float32 on CPU and ``none`` elsewhere (GPUs have fast
+    half-precision matmuls). Int8 is not the default because it lowers the
+    quickstart's no-examples success (43.8% -> 18.8-25.0%, benchmarks/ENGINE.md),
+    which would inflate every measured gain from a store.
     """
 
     def __init__(
@@ -80,6 +100,7 @@ class HFEngine:
         prefix_cache_tokens: int = 16384,
         threads: int | None = None,
         prefill_chunk: int = 1024,
+        quantize: str = "none",
     ) -> None:
         if max_batch < 1 or max_wait_ms < 0 or prefix_cache_tokens < 0 or prefill_chunk < 1:
             raise LLMError(
@@ -90,7 +111,10 @@ class HFEngine:
             torch.set_num_threads(threads)
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
+        self.quantize = resolve_quantize(quantize, self.device, self.dtype)
         net, tokenizer, self.model_dir = load_model_and_tokenizer(model, self.device, self.dtype)
+        if self.quantize == "int8":
+            quantize_linears(net, calibration_ids(tokenizer))
         self.model_name = model
         self.max_batch = max_batch
         self.max_wait_s = max_wait_ms / 1000.0
@@ -244,4 +268,4 @@ def _deliver(request: Request, result: Completion | Exception) -> None:
         pass
 
 
-__all__ = ["HFEngine", "Generation", "resolve_device", "resolve_dtype"]
+__all__ = ["HFEngine", "Generation", "resolve_device", "resolve_dtype", "resolve_quantize"]

@@ -65,12 +65,16 @@ class Generation:
 
 @dataclass
 class RunnerStats:
+    """Running totals; ``prefill_s`` / ``decode_s`` are wall seconds spent in ``admit`` / ``step``."""
+
     requests: int = 0
     prompt_tokens: int = 0
     prefilled_tokens: int = 0
     cached_prompt_tokens: int = 0
     generated_tokens: int = 0
     decode_steps: int = 0
+    prefill_s: float = 0.0
+    decode_s: float = 0.0
 
 
 class BatchRunner:
@@ -94,6 +98,7 @@ class BatchRunner:
 
     def admit(self, request: Request) -> Generation | None:
         """Prefill ``request``; returns it if it already finished, else it joins the batch."""
+        t0 = time.perf_counter()
         prompt = self.encode(request.messages)
         if len(prompt) + 1 > self.max_positions:
             raise LLMError(
@@ -120,6 +125,7 @@ class BatchRunner:
         self.stats.prefilled_tokens += len(prompt) - cached
         self.stats.cached_prompt_tokens += cached
         token = pick_tokens(out.logits[:, -1], [request.temperature], [seq.generator])[0]
+        self.stats.prefill_s += time.perf_counter() - t0
         if self._accept(seq, token, len(prompt)):
             return seq
         self.batch.add(seq, kv)
@@ -127,6 +133,7 @@ class BatchRunner:
 
     def step(self) -> list[Generation]:
         """One decode step for every row; returns (and removes) the rows that finished."""
+        t0 = time.perf_counter()
         rows = self.batch.items
         mask, positions = self.batch.step_inputs()
         last = torch.tensor([[seq.generated[-1]] for seq in rows], dtype=torch.long, device=self.device)
@@ -141,6 +148,7 @@ class BatchRunner:
         self.batch.advance()
         self.stats.decode_steps += 1
         tokens = pick_tokens(out.logits[:, -1], [s.request.temperature for s in rows], [s.generator for s in rows])
+        self.stats.decode_s += time.perf_counter() - t0
         finished = [
             slot for slot, (seq, tok) in enumerate(zip(rows, tokens)) if self._accept(seq, tok, self.batch.lengths[slot])
         ]
@@ -195,3 +203,4 @@ def _eos_ids(model: Any, tokenizer: Any) -> frozenset[int]:
         elif value:
             ids.update(int(v) for v in value)
     return frozenset(ids)
+
