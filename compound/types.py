@@ -105,8 +105,10 @@ class Step:
 class Trajectory:
     """One attempt at one task, with everything needed to reuse or audit it.
 
-    ``example_set_version`` and ``example_ids`` (distinct, in order of first
-    showing) say which stored trajectories the agent was shown, so staleness
+    ``example_set_version`` (the version the episode started against; a
+    worker's retriever may grow during it, so later retrievals can see newer
+    chunks) and ``example_ids`` (distinct, in order of first showing) say
+    which stored trajectories the agent was shown, so staleness
     and lineage can be computed after the fact; ``retrievals`` lists every id
     every retrieval call returned, in call order and with repeats, which is
     what exemplar utility needs (f_i(tau) = count of tau / len(retrievals)).

@@ -110,6 +110,7 @@ async def run_episode(
     ``cfg.max_steps`` without the game ending sets ``truncated``.
     """
     started = time.perf_counter()
+    version = int(retriever.version)  # the version the episode started against (a live retriever may grow)
     call = _Caller(llm, temperature, seed)
     shown = _Shown()
     mode = cfg.examples
@@ -195,7 +196,7 @@ async def run_episode(
         terminated=terminated,
         truncated=not terminated,
         model=getattr(llm, "model_name", ""),
-        example_set_version=int(retriever.version),
+        example_set_version=version,
         example_ids=tuple(shown.ids),
         retrievals=tuple(shown.retrievals),
         prompt_tokens=call.prompt_tokens,
