@@ -72,7 +72,7 @@ class LLMConfig(_Section):
     tensor_parallel_size: int = Field(1, ge=1, description="vllm engine: GPUs per engine, placed with a placement group.")
     gpu_memory_utilization: float = Field(0.85, gt=0.0, le=1.0, description="vllm engine: share of GPU memory to use.")
     timeout_s: float = Field(120.0, gt=0.0, description="openai engine: per-request timeout.")
-    script: list[str] = Field(default_factory=list, description="scripted engine: the replies it cycles through (tests only).")
+    script: list[str] = Field(default_factory=list, description="scripted engine: the replies it answers from (tests only); an episode's replies depend on its seed alone.")
 
 
 class AgentConfig(_Section):

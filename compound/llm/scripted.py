@@ -15,12 +15,22 @@ from compound.llm.base import Completion, Message
 
 
 class ScriptedLLM:
-    """Test double: replies from ``script`` (cycled) or ``respond(messages)``.
+    """Test double: replies from ``script`` or ``respond(messages)``.
+
+    Without a ``seed`` the script is cycled call by call. With one (the agent
+    sends its episode seed plus the call's index) the reply is
+    ``script[seed % len(script)]``: an episode's replies then depend only on
+    its own seed, never on how many calls concurrent episodes made first, so
+    a distributed run of the double gives the same outcomes however Ray
+    schedules it.
 
     >>> import asyncio
     >>> llm = ScriptedLLM(["go north"])
     >>> asyncio.run(llm.generate([{"role": "user", "content": "hi"}])).text
     'go north'
+    >>> two = ScriptedLLM(["a", "b"])
+    >>> [asyncio.run(two.generate([], seed=s)).text for s in (7, 7, 8)]
+    ['b', 'b', 'a']
     """
 
     def __init__(
@@ -54,7 +64,8 @@ class ScriptedLLM:
         if self._respond is not None:
             text = self._respond(messages)
         else:
-            text = self._script[self._calls % len(self._script)]
+            position = self._calls if seed is None else seed
+            text = self._script[position % len(self._script)]
         self._calls += 1
         for s in stop or ():
             if s and s in text:

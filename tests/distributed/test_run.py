@@ -2,8 +2,10 @@
 
 The LLM here is ``ScriptedLLM``, a TEST DOUBLE: these tests check orchestration
 (workers, curator, scheduling, run directory, resume), not what a model does.
-Its script takes the coin when it is in reach and otherwise walks, so some
-episodes succeed and some do not, which exercises the store.
+Its script alternates "take coin" and "move east", starting where the
+episode's seed says (``ScriptedLLM``), so an episode's outcome depends on its
+task and seed alone, never on how Ray interleaved the workers: some episodes
+succeed and some do not, the same ones every run, which exercises the store.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ def scripted_config(**over):
     data = {
         "name": "t",
         "env": {"id": "twx/coin", "params": {"game_params": {"numLocations": 2, "includeDoors": 0}}, "train_tasks": 6, "eval_tasks": 3},
-        "llm": {"engine": "scripted", "script": ["take coin", "move east", "take coin", "move west"], "max_tokens": 8},
+        "llm": {"engine": "scripted", "script": ["take coin", "move east"], "max_tokens": 8},
         "agent": {"max_steps": 4, "plan": False, "examples": "episode"},
         "curation": {"embedder": "tfidf", "segment_first": 3},
         "distributed": {"workers": 2, "episodes_per_worker": 2},
