@@ -51,6 +51,30 @@ def read_trajectories(path: Path) -> list[Trajectory]:
     return from_arrow(pq.read_table(path))
 
 
+def held_out_outcomes(run_dir: str | Path) -> dict[str, dict[str, float]]:
+    """Per evaluation phase, each held-out task's success (1.0 / 0.0), read from ``trajectories.parquet``.
+
+    Phases are named as in the trajectories (``eval/none``, ``eval/store``),
+    with the trial appended for per-trial evaluation (``eval/trial-2``).
+    Keyed by ``task_key`` so two phases, or two runs on the same tasks, can
+    be compared pair by pair (``compound.stats.paired_difference``).
+    """
+    path = Path(run_dir) / "trajectories.parquet"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: is {run_dir} a compound run directory?")
+    table = pq.read_table(path, columns=["phase", "trial", "env_id", "task_id", "success"]).to_pylist()
+    out: dict[str, dict[str, float]] = {}
+    for row in table:
+        phase = row["phase"]
+        if not phase.startswith("eval/"):
+            continue
+        if phase == "eval/trial":
+            phase = f"eval/trial-{row['trial']}"
+        key = f"{row['env_id']}:{row['task_id']}"  # Trajectory.task_key
+        out.setdefault(phase, {})[key] = float(bool(row["success"]))
+    return out
+
+
 class RunDir:
     """Owns one run directory; only the driver writes to it."""
 
