@@ -111,7 +111,30 @@ class PBTConfig(_Section):
     )
 
 
+class AdaptiveConfig(_Section):
+    samples: int = Field(4, ge=1, le=1024, description="Samples per task per round, run in parallel; a task's difficulty is the share of its samples without a distinct verified solution.")
+    temperatures: list[float] = Field(
+        default_factory=lambda: [0.2, 0.6, 1.0], min_length=1,
+        description="Sampling temperatures, cycled over a task's samples (the paper sampled at several).",
+    )
+    strata: int = Field(3, ge=1, le=16, description="Difficulty strata (equal-width bins of the failed share); demonstrations start from the hardest-won one.")
+    max_rounds: int = Field(4, ge=1, le=100, description="Round budget: stop after this many rounds even if the rule would go on.")
+
+    @model_validator(mode="after")
+    def _check_temperatures(self) -> "AdaptiveConfig":
+        bad = [t for t in self.temperatures if not 0.0 <= t <= 2.0]
+        if bad:
+            raise ValueError(f"curation.adaptive.temperatures must lie in [0, 2]; got {bad}")
+        return self
+
+
 class CurationConfig(_Section):
+    mode: Literal["bootstrap", "adaptive"] = Field(
+        "bootstrap",
+        description="bootstrap: Traj-Bootstrap, one pass over the training stream with trials and segments; adaptive: "
+        "adaptive self-improvement, N samples per task per round, difficulty strata, only unsolved tasks retried.",
+    )
+    adaptive: AdaptiveConfig = Field(default_factory=AdaptiveConfig, description="Adaptive self-improvement settings (mode: adaptive).")
     embedder: Literal["minilm", "tfidf"] = Field("minilm", description="minilm: all-MiniLM-L6-v2 (the paper's); tfidf: fast, no model.")
     trials: int = Field(1, ge=1, le=64, description="Population size: experience stores (trials) run side by side.")
     segment_first: int = Field(20, ge=1, description="Tasks in the first segment of the training stream.")
@@ -171,6 +194,10 @@ class RunConfig(_Section):
             raise ValueError(
                 f"curation.max_store: {self.curation.max_store} is below the {shown} examples an episode is shown "
                 "(agent.k_episode in episode mode, k_plan/k_step in flex mode); raise the budget or show fewer"
+            )
+        if self.curation.mode == "adaptive" and self.curation.trials != 1:
+            raise ValueError(
+                f"curation.mode: adaptive grows one store, but curation.trials is {self.curation.trials}; set curation.trials: 1"
             )
         if self.curation.selection == "pbt":
             from compound.curation.errors import CurationError

@@ -50,6 +50,21 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
+def _rounds_table(rounds: Sequence[dict[str, Any]]) -> list[str]:
+    """Adaptive self-improvement (``curation.mode: adaptive``): one row per round."""
+    lines = [
+        "", "## Self-improvement rounds", "",
+        "| round | strata shown | tasks sampled | samples passed | newly solved | solved | distinct solutions | then |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rounds:
+        lines.append(
+            f"| {r['round'] + 1} | {r['level']} | {r['tasks']} | {r['passed']} of {r['episodes']} | {r['newly_solved']} "
+            f"| {r['solved']} of {r['of']} | {r['distinct_solutions']} ({r['collapsed']} copies collapsed) | {r['next']} |"
+        )
+    return lines
+
+
 def summary_markdown(
     cfg: RunConfig,
     *,
@@ -84,12 +99,15 @@ def summary_markdown(
             lines += ["", f"Change from its own verified successes: {100 * (b - a):+.1f} points."]
     else:
         lines.append("No evaluation was configured (env.eval_tasks = 0).")
-    lines += ["", "## Training stream", "", "| segment | tasks | success per trial | successes stored per trial |", "|---|---|---|---|"]
-    for s in segments:
-        lo, hi = s["tasks"]
-        lines.append(
-            f"| {s['segment'] + 1} | {lo + 1}-{hi} | {', '.join(_pct(x) for x in s['success'])} | {', '.join(map(str, s['store_sizes']))} |"
-        )
+    if segments and segments[0].get("event") == "round":
+        lines += _rounds_table(segments)
+    else:
+        lines += ["", "## Training stream", "", "| segment | tasks | success per trial | successes stored per trial |", "|---|---|---|---|"]
+        for s in segments:
+            lo, hi = s["tasks"]
+            lines.append(
+                f"| {s['segment'] + 1} | {lo + 1}-{hi} | {', '.join(_pct(x) for x in s['success'])} | {', '.join(map(str, s['store_sizes']))} |"
+            )
     lines += [
         "",
         "## Throughput",

@@ -13,6 +13,9 @@
    optionally cluster-based diversity) and evaluate the held-out split
    against it, frozen, and without examples as the baseline.
 
+With ``curation.mode: adaptive`` step 2-3 are adaptive self-improvement
+rounds instead (``adaptive_run.py``); step 4 is the same.
+
 The driver alone writes the run directory. With ``resume`` it reloads the
 trajectories a previous run checkpointed and re-runs only what is missing;
 selection decisions are recomputed from the same results, so they replay.
@@ -292,6 +295,15 @@ class Run:
 
 
 def run(cfg: RunConfig, out_dir: str | Path, *, progress: bool = True) -> RunResult:
-    """Run the whole pipeline of ``cfg`` into ``out_dir`` (resumes if it holds a previous run)."""
+    """Run the whole pipeline of ``cfg`` into ``out_dir`` (resumes if it holds a previous run).
+
+    ``curation.mode: adaptive`` trains by adaptive self-improvement rounds
+    (``adaptive_run.AdaptiveRun``) instead of the segmented stream.
+    """
     where = init_ray(cfg.distributed)
-    return Run(cfg, Path(out_dir), progress=progress).execute(where)
+    kind = Run
+    if cfg.curation.mode == "adaptive":
+        from compound.distributed.adaptive_run import AdaptiveRun  # it subclasses Run: imported here, not at the top
+
+        kind = AdaptiveRun
+    return kind(cfg, Path(out_dir), progress=progress).execute(where)
