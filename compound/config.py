@@ -42,6 +42,11 @@ class EnvConfig(_Section):
     )
     train_tasks: int = Field(24, ge=0, description="How many tasks of the train split form the training stream (0 = none).")
     eval_tasks: int = Field(16, ge=0, description="How many held-out tasks evaluation runs (0 = no evaluation).")
+    sample_tasks: bool = Field(
+        False,
+        description="Draw the training and held-out tasks at random from their splits with the run seed (so seeds "
+        "also vary the tasks) instead of taking the first ones; with greedy decoding this is what makes seeds differ.",
+    )
     eval_split: Literal["dev", "test"] = Field("dev", description="Which held-out split evaluation draws from.")
 
 
@@ -152,6 +157,7 @@ class CurationConfig(_Section):
     coverage_clusters: int = Field(8, ge=0, description="At each segment end, k-means over all trials' stores into this many clusters; each trial's coverage (clusters it has a member in) goes to metrics.jsonl (0 = off).")
     max_store: int | None = Field(None, ge=1, description="Store budget: most retrievable trajectories per trial; past it, each segment end keeps every cluster's highest-utility member first (null = unbounded).")
     utility_weight: float = Field(0.0, ge=0.0, le=10.0, description="Retrieval prefers exemplars that helped: score += weight x (Q - 0.5), Q as of the last segment end (0 = off, as in the paper).")
+    fixed_examples: int = Field(0, ge=0, description="Fixed examples (an ablation's control): each trial's store keeps its first k successes and never changes after (0 = off).")
     exemplar_curation: bool = Field(False, description="After training keep per task the highest-utility trajectory across trials.")
     diversity_clusters: int = Field(0, ge=0, description="Cluster-based diversity: k-means into this many clusters over the final store and keep the best of each, so it holds at most this many trajectories covering different strategies (0 = off).")
 

@@ -40,7 +40,7 @@ from compound.types import ExampleSet, Trajectory
 @ray.remote
 class Curator:
     def __init__(self, trials: int, embedder: str, *, dedup: bool = False, dedup_threshold: float | None = None,
-                 code_envs: tuple[str, ...] = ()) -> None:
+                 code_envs: tuple[str, ...] = (), fixed: int = 0) -> None:
         quiet_actor_logging()
         self.embedder = make_embedder(embedder)
         self.dedup = [InsertDedup(threshold=dedup_threshold, code_envs=code_envs) if dedup else None for _ in range(trials)]
@@ -48,6 +48,8 @@ class Curator:
         self.stores = [ExperienceStore(self.embedder, trial=t) for t in range(trials)]
         self.logs = [StoreLog(put=ray.put) for _ in range(trials)]
         self.utility = OnlineUtility()  # exemplar Q over every training episode, updated as they arrive
+        self.fixed = fixed  # curation.fixed_examples: the first k successes, then the store is frozen
+        self.fixed_ids: list[set[str]] = [set() for _ in range(trials)]
 
     def submit(self, trajectory: Trajectory, vectors: TrajectoryVectors | None = None, worker: str = "") -> int:
         """Add a finished training trajectory to its trial (same attempt key: replaces); returns the log version.
@@ -81,6 +83,11 @@ class Curator:
             if decision.duplicate:  # kept as data and counted onto its representative; not retrievable
                 store.evict([t.id])
                 self.collapsed[t.trial][t.id] = decision.kept_id
+        if self.fixed and t.success and store.is_retrievable(t.attempt_key) and t.id not in self.fixed_ids[t.trial]:
+            if len(self.fixed_ids[t.trial]) >= self.fixed:
+                store.evict([t.id])  # kept as data (utility, the Parquet file), never shown
+            else:
+                self.fixed_ids[t.trial].add(t.id)
         if t.success and store.is_retrievable(t.attempt_key):
             log.add(t, store.vectors(t.attempt_key))
         else:
@@ -100,6 +107,7 @@ class Curator:
         self.logs[target].copy_from(self.logs[source])
         if self.dedup[source] is not None:
             self.dedup[target] = self.dedup[source].copy()
+        self.fixed_ids[target] = set(self.fixed_ids[source])
         return self.logs[target].version
 
     def segment_pass(self, segment: int, n_clusters: int, max_store: int | None | list, seed: int) -> dict[str, Any]:

@@ -24,10 +24,11 @@ selection decisions are recomputed from the same results, so they replay.
 from __future__ import annotations
 
 import logging
+import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import ray
 from tqdm import tqdm
@@ -73,6 +74,19 @@ def strategy_vectors_by_id(snapshots: list) -> dict[str, Any]:
     return out
 
 
+def pick_tasks(pool: Sequence[Task], n: int, seed: int | None) -> list[Task]:
+    """The first ``n`` tasks of ``pool``, or (``seed`` given) ``n`` drawn at random, in pool order.
+
+    >>> [t for t in pick_tasks("abcdef", 3, None)], len(pick_tasks("abcdef", 3, 1))
+    (['a', 'b', 'c'], 3)
+    """
+    pool = list(pool)
+    if seed is None or n >= len(pool):
+        return pool[:n]
+    chosen = set(random.Random(f"tasks|{seed}").sample(range(len(pool)), n))
+    return [t for i, t in enumerate(pool) if i in chosen]
+
+
 def load_tasks(cfg: RunConfig, about: dict[str, Any] | None = None) -> tuple[list[Task], list[Task]]:
     """The training stream and the held-out tasks, identical on every machine (deterministic).
 
@@ -81,8 +95,8 @@ def load_tasks(cfg: RunConfig, about: dict[str, Any] | None = None) -> tuple[lis
     load_plugins(cfg.env.plugins, cfg.env.plugin_dirs)
     env = make(cfg.env.id, **cfg.env.params)
     try:
-        train = list(env.tasks("train"))[: cfg.env.train_tasks]
-        held_out = list(env.tasks(cfg.env.eval_split))[: cfg.env.eval_tasks]
+        train = pick_tasks(env.tasks("train"), cfg.env.train_tasks, cfg.seed if cfg.env.sample_tasks else None)
+        held_out = pick_tasks(env.tasks(cfg.env.eval_split), cfg.env.eval_tasks, cfg.seed if cfg.env.sample_tasks else None)
         if about is not None:
             about["action_kind"] = getattr(env, "action_kind", "line")
     finally:
@@ -110,6 +124,7 @@ class Run:
         self.curator = Curator.options(num_cpus=0).remote(
             cfg.curation.trials, cfg.curation.embedder, dedup=cfg.curation.dedup,
             dedup_threshold=cfg.curation.dedup_threshold, code_envs=(cfg.env.id,) if self.code_actions else (),
+            fixed=cfg.curation.fixed_examples,
         )
         self.workers = [
             AgentWorker.options(

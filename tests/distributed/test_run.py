@@ -219,3 +219,38 @@ def test_a_plugin_environment_beside_the_config_runs_in_every_actor(ray_session,
     run(cfg, tmp_path / "out", progress=False)
     train = read_trajectories(tmp_path / "out" / "trajectories.parquet")
     assert sorted((t.task_id, t.success) for t in train) == [("train/0", False), ("train/1", True), ("train/2", False)]
+
+
+def test_fixed_examples_freeze_the_store_after_k_successes(ray_session, tmp_path):
+    """curation.fixed_examples (the ablation's control): the first k successes, then nothing changes."""
+    from compound.distributed.driver import run
+
+    cfg = scripted_config(env={"train_tasks": 8, "eval_tasks": 2}, curation={"fixed_examples": 1},
+                          distributed={"workers": 1, "episodes_per_worker": 1})
+    run(cfg, tmp_path, progress=False)
+    train = [t for t in read_trajectories(tmp_path / "trajectories.parquet") if t.phase == "train"]
+    wins = [t for t in train if t.success]
+    assert len(wins) >= 2, "the test needs more successes than the store keeps"
+    (kept,) = read_trajectories(tmp_path / "stores" / "trial-0.parquet")
+    assert kept.id == wins[0].id, "one worker, one episode at a time: the first success is the one kept"
+    assert all(set(t.example_ids) <= {kept.id} for t in train)
+    store_eval = [t for t in read_trajectories(tmp_path / "trajectories.parquet") if t.phase == "eval/store"]
+    assert store_eval and all(set(t.example_ids) <= {kept.id} for t in store_eval)
+
+
+def test_sample_tasks_draws_other_tasks_under_other_seeds():
+    from compound.distributed.driver import load_tasks
+
+    def keys(cfg):
+        train, held_out = load_tasks(cfg)
+        return [t.key for t in train], [t.key for t in held_out]
+
+    first = keys(scripted_config(env={"train_tasks": 5, "eval_tasks": 5}))
+    drawn = [keys(scripted_config(seed=s, env={"train_tasks": 5, "eval_tasks": 5, "sample_tasks": True})) for s in (0, 1)]
+    pool = keys(scripted_config(env={"train_tasks": 100, "eval_tasks": 20}))
+    for train, held_out in drawn:
+        assert len(train) == 5 and len(held_out) == 5
+        assert set(train) <= set(pool[0]) and set(held_out) <= set(pool[1])
+    assert drawn[0][0] != drawn[1][0] and drawn[0][1] != drawn[1][1]
+    assert drawn[0][0] != first[0]
+    assert keys(scripted_config(seed=1, env={"train_tasks": 5, "eval_tasks": 5, "sample_tasks": True})) == drawn[1]
