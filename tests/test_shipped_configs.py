@@ -34,8 +34,8 @@ def test_quickstart_is_the_readme_main_job():
 
 
 def test_readme_configuration_reference_is_current():
-    from compound.config import reference_markdown
+    from compound.config_reference import reference_markdown
 
     assert reference_markdown() in (ROOT / "README.md").read_text(), (
-        "README's configuration reference is stale: paste compound.config.reference_markdown() into it"
+        "README's configuration reference is stale: paste compound.config_reference.reference_markdown() into it"
     )
