@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import platform
 import sys
 import time
@@ -315,18 +316,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "ablation.json").write_text(json.dumps({
         "scale": args.scale, "seeds": seeds, "variants": variants, "rows": rows, "skipped": skipped,
-        "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": _cpus()},
+        "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count()},
         "wall_s_this_invocation": round(time.time() - started, 1),
     }, indent=2))
     plot(rows, args.out / "ablation.png")
     print(f"wrote {args.out / 'ablation.json'} and {args.out / 'ablation.png'}")
     return 0
-
-
-def _cpus() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 0)
 
 
 if __name__ == "__main__":
