@@ -104,7 +104,7 @@ def seeds_markdown(cfg: RunConfig, per_seed: Sequence[Mapping[str, Any]], aggreg
         "",
         f"- seeds: {', '.join(map(str, seeds))}; each one is an ordinary run directory (`seed-<s>/`, with its own summary.md)",
         f"- environment: `{cfg.env.id}` ({cfg.env.train_tasks} training tasks, {cfg.env.eval_tasks} held-out `{cfg.env.eval_split}` tasks per seed)",
-        f"- model: `{cfg.llm.model}` through the `{cfg.llm.engine}` engine; examples: `{cfg.agent.examples}`; "
+        f"- llm.engine `{cfg.llm.engine}`, llm.model `{cfg.llm.model}`; examples: `{cfg.agent.examples}`; "
         f"population: {cfg.curation.trials} trial(s)",
         f"- wall time: {sum(r['wall_time_s'] for r in per_seed):.1f} s over all seeds",
         "",
