@@ -12,6 +12,7 @@ import argparse
 import logging
 import os
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Sequence
@@ -35,34 +36,67 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
+def _holds_seeds(run_dir: Path) -> bool:
+    """A multi-seed run directory: one ``seed-<s>/`` run directory per seed."""
+    return (run_dir / "seeds.json").exists() or any(run_dir.glob("seed-*/config.yaml"))
+
+
+def _seeds_result(aggregate: dict) -> str:
+    """The head of the last line of a multi-seed run: the store's mean over seeds and its paired effect."""
+    store, paired = aggregate["phases"].get("eval/store"), aggregate.get("paired")
+    parts = [f"held-out success with the store {100 * store['interval']['mean']:.1f}% (mean over {store['interval']['n']} seeds)"] if store else []
+    if paired:
+        d = paired["difference"]
+        parts.append(f"store - baseline {100 * d['mean']:+.1f} points (paired 95% interval {100 * d['low']:+.1f} to {100 * d['high']:+.1f})")
+    return "".join(f"{p}; " for p in parts)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.seeds is not None and args.seeds < 1:
+        return _fail(f"--seeds {args.seeds}: must be >= 1 (how many seeds to run the config under)", EXIT_BAD_CONFIG)
+    overrides = [*args.set, *([f"seeds={args.seeds}"] if args.seeds is not None else [])]
     if args.resume:
         if args.config or args.out:
             return _fail("--resume RUN_DIR continues that run with its own config.yaml; drop --config/--out", EXIT_BAD_CONFIG)
         run_dir = Path(args.resume)
         if not (run_dir / "config.yaml").is_file():
             return _fail(f"--resume {run_dir}: no config.yaml there; point it at a run directory", EXIT_BAD_CONFIG)
-        cfg = load_config(run_dir / "config.yaml", args.set)
+        cfg = load_config(run_dir / "config.yaml", overrides)
+        if cfg.seeds > 1 and (run_dir / "trajectories.parquet").exists():
+            return _fail(f"--resume {run_dir}: it holds a single-seed run; resume it without --seeds, or start a new --out", EXIT_BAD_CONFIG)
+        if cfg.seeds == 1 and _holds_seeds(run_dir):
+            return _fail(f"--resume {run_dir}: it holds a multi-seed run (seed-*/); resume it with --seeds 2 or more", EXIT_BAD_CONFIG)
     else:
         if not args.config:
             return _fail("run needs --config FILE (e.g. configs/quickstart.yaml) or --resume RUN_DIR", EXIT_BAD_CONFIG)
-        cfg = load_config(args.config, args.set)
+        cfg = load_config(args.config, overrides)
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         run_dir = Path(args.out) if args.out else Path(cfg.out_root) / f"{cfg.name}-{stamp}"
-        if (run_dir / "trajectories.parquet").exists():
+        if (run_dir / "trajectories.parquet").exists() or _holds_seeds(run_dir):
             return _fail(f"{run_dir} already holds a run; use --resume {run_dir} to continue it or pick another --out", EXIT_BAD_CONFIG)
     _preflight(cfg)
-    from compound.distributed.driver import run
     from compound.distributed.scheduler import EpisodeFailed
 
-    print(f"compound: run directory {run_dir}", file=sys.stderr)
+    run_dir = run_dir.resolve()
+    seeds = f" ({cfg.seeds} seeds: seed-<s>/ each)" if cfg.seeds > 1 else ""
+    print(f"compound: run directory {run_dir}{seeds}", file=sys.stderr)
     try:
-        result = run(cfg, run_dir, progress=not args.quiet)
+        if cfg.seeds > 1:
+            from compound.distributed.seeds import run_seeds
+
+            started = time.monotonic()
+            result = _seeds_result(run_seeds(cfg, run_dir, progress=not args.quiet).aggregate)
+            wall = time.monotonic() - started
+        else:
+            from compound.distributed.driver import run
+
+            wall = run(cfg, run_dir, progress=not args.quiet).wall_time_s
+            result = ""
     except EpisodeFailed as exc:
         cause = getattr(exc.error, "cause", None) or exc.error  # Ray wraps the worker's exception
         return _fail(f"an episode failed ({exc.spec.key}): {type(cause).__name__}: {cause}", EXIT_USER_ERROR)
     print((run_dir / "summary.md").read_text())
-    print(f"compound: done in {result.wall_time_s:.0f} s; results in {run_dir}", file=sys.stderr)
+    print(f"compound: {result}done in {wall:.0f} s; results in {run_dir}", file=sys.stderr)
     return 0
 
 
@@ -187,6 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run directory (default: <out_root>/<name>-<timestamp>)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value, e.g. agent.max_steps=20")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from what it has saved")
+    p.add_argument("--seeds", type=int, metavar="N", help="run the config under seeds seed..seed+N-1 (RUN_DIR/seed-<s>/ each) "
+                   "and summarise held-out success over them with 95%% intervals; overrides the config's seeds")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_run)
 

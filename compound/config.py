@@ -180,6 +180,11 @@ class EvalConfig(_Section):
 class RunConfig(_Section):
     name: str = Field("run", min_length=1, description="Run name; the run directory is <out>/<name>-<timestamp> unless --out is given.")
     seed: int = Field(0, ge=0, description="Seed for sampling, task order and clustering.")
+    seeds: int = Field(
+        1, ge=1, le=1000,
+        description="Repeat the run under seeds seed, seed+1, ..., seed+seeds-1, one run directory each (RUN_DIR/seed-<s>/), "
+        "and summarise held-out success over them as mean ± 95% interval (1 = one ordinary run in RUN_DIR).",
+    )
     out_root: str = Field("runs", description="Parent directory of run directories.")
     env: EnvConfig = Field(default_factory=EnvConfig)
     llm: LLMConfig = Field(default_factory=LLMConfig)

@@ -40,6 +40,8 @@ def test_doctor_passes_on_an_installed_machine():
         (["run", "--config", "configs/quickstart.yaml", "--set", "env.id=twx/con"], 2, "did you mean 'twx/coin'"),
         (["run", "--config", "configs/quickstart.yaml", "--set", "agent.max_steps=0"], 2, "agent.max_steps"),
         (["run"], 2, "--config"),
+        (["run", "--config", "configs/quickstart.yaml", "--seeds", "0"], 2, "--seeds 0: must be >= 1"),
+        (["run", "--config", "configs/quickstart.yaml", "--set", "seeds=0"], 2, "seeds: got 0; must be >= 1"),
         (["run", "--resume", "/nonexistent/run"], 2, "no config.yaml"),
         (["run", "--resume", "/nonexistent/run", "--config", "configs/quickstart.yaml"], 2, "drop --config"),
         (["run", "--config", "configs/quickstart.yaml", "--set", "llm.model=/no/such/model"], 1, "/no/such/model"),
@@ -52,3 +54,19 @@ def test_user_mistakes_get_one_line_and_no_traceback(args, code, needle):
     lines = [line for line in out.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
     assert needle in lines[0]
+
+
+def test_resume_refuses_to_mix_single_and_multi_seed_layouts(tmp_path):
+    """--seeds on a single-seed run directory (or none on a multi-seed one) would write a second layout beside the first."""
+    single = tmp_path / "single"
+    single.mkdir()
+    (single / "config.yaml").write_text((ROOT / "configs" / "quickstart.yaml").read_text())
+    (single / "trajectories.parquet").write_bytes(b"")
+    out = compound("run", "--resume", str(single), "--seeds", "2")
+    assert out.returncode == 2 and "single-seed run" in out.stderr and "Traceback" not in out.stderr, out.stderr
+    multi = tmp_path / "multi"
+    (multi / "seed-0").mkdir(parents=True)
+    (multi / "config.yaml").write_text((ROOT / "configs" / "quickstart.yaml").read_text())
+    (multi / "seed-0" / "config.yaml").write_text("")
+    out = compound("run", "--resume", str(multi))
+    assert out.returncode == 2 and "multi-seed run" in out.stderr and "Traceback" not in out.stderr, out.stderr

@@ -62,6 +62,8 @@ MALFORMED = [
      ["agent.examples", "'all'", "'flex'", "'episode'", "'none'"]),
     ("bool-not-understood", "agent:\n  plan: maybe\n", [],
      ["agent.plan", "'maybe'", "valid boolean"]),
+    ("zero-seeds", "seeds: 0\n", [],
+     ["seeds", "got 0", "must be >= 1"]),
     ("empty-name", "name: ''\n", [],
      ["name", "''", "at least 1 character"]),
     ("openai-without-base-url", "llm:\n  engine: openai\n  model: qwen\n", [],

@@ -39,7 +39,7 @@ from compound.curation.policies import final_trajectories, segment_bounds, succe
 from compound.curation.trial_params import search_space, start_params
 from compound.curation.vectors import strategy_vectors
 from compound.distributed.curator import Curator
-from compound.distributed.engines import start_engines
+from compound.distributed.engines import start_engines, stop_engines
 from compound.distributed.episodes import EVAL_NONE, EVAL_STORE, EVAL_TRIAL, TRAIN, EpisodeSpec, make_spec
 from compound.distributed.runtime import init_ray
 from compound.distributed.scheduler import EpisodeScheduler
@@ -117,7 +117,8 @@ class Run:
     # -- setup ------------------------------------------------------------
     def _start_actors(self) -> None:
         cfg = self.cfg
-        self.engines = start_engines(cfg.llm)
+        self.placement_groups: list = []
+        self.engines = start_engines(cfg.llm, self.placement_groups)
         model_name = ray.get(self.engines[0].model_name.remote()) if self.engines else cfg.llm.model
         self.model_name = model_name
         # one call at a time: the stores it holds are not thread-safe
@@ -135,6 +136,24 @@ class Run:
         self.scheduler = EpisodeScheduler(
             self.workers, cfg.distributed.episodes_per_worker, cfg.distributed.max_episode_retries
         )
+
+    def release(self) -> None:
+        """Close and kill this run's actors and free its placement groups.
+
+        The next run in the same Ray session (another seed, another ablation
+        variant) then starts on free GPUs instead of waiting for this run's.
+        """
+        for w in getattr(self, "workers", []):
+            try:
+                ray.get(w.close.remote(), timeout=30)
+            except Exception:  # a dead worker has nothing left to close
+                pass
+        for handle in [*getattr(self, "workers", []), *([self.curator] if hasattr(self, "curator") else [])]:
+            try:
+                ray.kill(handle)
+            except Exception:
+                pass
+        stop_engines(getattr(self, "engines", []), getattr(self, "placement_groups", []))
 
     # -- phases -----------------------------------------------------------
     def _run_specs(self, specs: list[EpisodeSpec], label: str, frozen: list | None = None) -> list[Trajectory]:
@@ -288,11 +307,7 @@ class Run:
             evaluation = self.evaluate(held_out, frozen) if held_out else {}
         finally:
             self.dir.checkpoint()  # whatever finished is kept, also on Ctrl-C or a failed episode
-            for w in self.workers:
-                try:
-                    ray.get(w.close.remote(), timeout=30)
-                except Exception:  # a dead worker has nothing left to close
-                    pass
+            self.release()
         wall = time.time() - self.started
         train_results = [t for t in self.dir.trajectories if t.phase == TRAIN]
         write_report(
@@ -313,12 +328,20 @@ def run(cfg: RunConfig, out_dir: str | Path, *, progress: bool = True) -> RunRes
     """Run the whole pipeline of ``cfg`` into ``out_dir`` (resumes if it holds a previous run).
 
     ``curation.mode: adaptive`` trains by adaptive self-improvement rounds
-    (``adaptive_run.AdaptiveRun``) instead of the segmented stream.
+    (``adaptive_run.AdaptiveRun``) instead of the segmented stream. One seed,
+    one run directory: a config with ``seeds`` > 1 goes through
+    ``compound.distributed.seeds.run_seeds``, which runs each seed this way.
     """
+    if cfg.seeds > 1:
+        raise ValueError(f"driver.run runs one seed; cfg.seeds is {cfg.seeds}: use compound.distributed.seeds.run_seeds")
     where = init_ray(cfg.distributed)
-    kind = Run
+    return run_class(cfg)(cfg, Path(out_dir), progress=progress).execute(where)
+
+
+def run_class(cfg: RunConfig) -> type[Run]:
+    """The ``Run`` that trains ``cfg``: the segmented stream, or adaptive self-improvement rounds."""
     if cfg.curation.mode == "adaptive":
         from compound.distributed.adaptive_run import AdaptiveRun  # it subclasses Run: imported here, not at the top
 
-        kind = AdaptiveRun
-    return kind(cfg, Path(out_dir), progress=progress).execute(where)
+        return AdaptiveRun
+    return Run

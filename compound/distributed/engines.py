@@ -12,7 +12,7 @@ import os
 from typing import Any, Sequence
 
 import ray
-from ray.util.placement_group import placement_group
+from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from compound.config import LLMConfig
@@ -60,12 +60,14 @@ class EngineActor:
         await self.llm.aclose()
 
 
-def start_engines(cfg: LLMConfig) -> list[ray.actor.ActorHandle]:
+def start_engines(cfg: LLMConfig, placement_groups: list | None = None) -> list[ray.actor.ActorHandle]:
     """Start ``cfg.num_engines`` engine actors placed for their engine kind.
 
     vLLM with tensor parallelism reserves one bundle per GPU in a placement
     group and captures child tasks, so vLLM's own Ray workers land on the
     reserved GPUs. The hf engine takes one CPU (or a GPU when the cluster has one).
+    Each placement group made is appended to ``placement_groups`` when given,
+    so ``stop_engines`` can free its GPUs for the next run in the same session.
     """
     if cfg.engine == "openai":
         return []
@@ -77,6 +79,8 @@ def start_engines(cfg: LLMConfig) -> list[ray.actor.ActorHandle]:
             bundles = [{"GPU": 1, "CPU": 1} for _ in range(cfg.tensor_parallel_size)]
             pg = placement_group(bundles, strategy="STRICT_PACK")
             ray.get(pg.ready())
+            if placement_groups is not None:
+                placement_groups.append(pg)
             options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
                 placement_group=pg, placement_group_capture_child_tasks=True
             )
@@ -89,6 +93,30 @@ def start_engines(cfg: LLMConfig) -> list[ray.actor.ActorHandle]:
         handles.append(EngineActor.options(**options).remote(cfg.engine, kwargs))
     ray.get([h.model_name.remote() for h in handles])  # surface load errors now, not mid-run
     return handles
+
+
+def stop_engines(handles: Sequence[ray.actor.ActorHandle], placement_groups: Sequence = (), timeout_s: float = 60) -> None:
+    """Shut the engines down, kill their actors and remove their placement groups.
+
+    A run's process used to end with its run, which freed everything; several
+    runs in one Ray session (``--seeds``, ablations) must free the GPUs
+    themselves, or the next run's placement group waits for them forever. The
+    polite ``close`` first lets vLLM stop its own engine processes.
+    """
+    try:
+        ray.get([h.close.remote() for h in handles], timeout=timeout_s)
+    except Exception:  # a dead or hung engine is killed below all the same
+        pass
+    for h in handles:
+        try:
+            ray.kill(h)
+        except Exception:
+            pass
+    for pg in placement_groups:
+        try:
+            remove_placement_group(pg)
+        except Exception:
+            pass
 
 
 class RemoteLLM:
