@@ -29,6 +29,7 @@ size and spread would need for the interval to exclude zero
     python benchmarks/ablation.py                  # the CPU default (~45 min on 2 cores)
     python benchmarks/ablation.py --dry-run        # the plan and its episode count
     python benchmarks/ablation.py --variants bootstrap,db --seeds 3
+    python benchmarks/ablation.py --set env.eval_tasks=32 --seeds 4   # a larger held-out set
     python benchmarks/ablation.py --scale gpu --out /shared/ablation   # cluster-sized
 
 Writes ``OUT/ablation.json``, ``OUT/ablation.png`` and every run directory.
@@ -50,7 +51,7 @@ from typing import Any, Mapping, Sequence
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from compound.config import ConfigError, RunConfig, load_config, validate_config  # noqa: E402
+from compound.config import ConfigError, RunConfig, apply_overrides, load_config, validate_config  # noqa: E402
 from compound.rundir import held_out_outcomes  # noqa: E402
 from compound.stats import mean_interval, paired_difference, pairs_to_exclude_zero  # noqa: E402
 
@@ -127,10 +128,16 @@ def episodes_of(cfg: RunConfig) -> int:
     return cfg.env.train_tasks * cfg.curation.trials + evals
 
 
-def plan(scale: str, variants: Sequence[str], seeds: int, out: Path, config: Path | None = None) -> tuple[list[Job], list[str]]:
-    """Every (variant, seed) run, and a line for each variant that cannot run (skipped, with why)."""
+def plan(scale: str, variants: Sequence[str], seeds: int, out: Path, config: Path | None = None,
+         overrides: Sequence[str] = ()) -> tuple[list[Job], list[str]]:
+    """Every (variant, seed) run, and a line for each variant that cannot run (skipped, with why).
+
+    ``overrides`` (``--set a.b=c``) apply to the base config after the
+    scale's sizes, so they reach every variant but the adaptive one (which
+    runs its own suite).
+    """
     spec = SCALES[scale]
-    base = merge(_raw(config or spec["config"]), spec["base"])
+    base = apply_overrides(merge(_raw(config or spec["config"]), spec["base"]), list(overrides))
     base.pop("seeds", None)
     jobs, skipped = [], []
     for variant in variants:
@@ -283,6 +290,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--variants", default=",".join(ORDER), help=f"comma-separated, from: {', '.join(ORDER)}")
     parser.add_argument("--seeds", type=int, help="seeds per variant (default: the scale's)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "ablation")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a value of the base config for every variant but adaptive, e.g. env.eval_tasks=24")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and its episode count; run nothing")
     args = parser.parse_args(argv)
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
@@ -295,7 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if seeds < 1:
         parser.error("--seeds must be at least 1")
     try:
-        jobs, skipped = plan(args.scale, variants, seeds, args.out, args.config)
+        jobs, skipped = plan(args.scale, variants, seeds, args.out, args.config, args.set)
     except (ConfigError, FileNotFoundError) as exc:
         print(f"ablation: {exc}", file=sys.stderr)
         return 2

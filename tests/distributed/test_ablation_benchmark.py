@@ -1,0 +1,79 @@
+"""`benchmarks/ablation.py` end to end on a real local Ray, with the scripted TEST-DOUBLE LLM.
+
+The scripted engine makes the outcomes orchestration, not model quality:
+what is checked is that every (variant, seed) becomes an ordinary run
+directory, that the table's numbers are those directories' own held-out
+outcomes, and that a second invocation resumes (runs nothing new).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from compound.config import dump_config
+from compound.rundir import held_out_outcomes
+from tests.distributed.test_run import scripted_config
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def load_ablation():
+    spec = importlib.util.spec_from_file_location("ablation_benchmark", ROOT / "benchmarks" / "ablation.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_ablation_runs_every_variant_and_seed_then_resumes(ray_session, tmp_path, capsys):
+    ablation = load_ablation()
+    base = tmp_path / "base.yaml"
+    base.write_text(dump_config(scripted_config(distributed={"workers": 1})))
+    out = tmp_path / "ablation"
+    argv = ["--config", str(base), "--variants", "none,fixed", "--seeds", "2", "--out", str(out),
+            "--set", "env.train_tasks=3", "--set", "env.eval_tasks=3"]
+    assert ablation.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "plan: 4 runs (0 already done)" in printed
+
+    record = json.loads((out / "ablation.json").read_text())
+    rows = {r["variant"]: r for r in record["rows"]}
+    assert list(rows) == ["none", "fixed", "bootstrap"]
+    for variant in ("fixed", "bootstrap"):
+        for seed in (0, 1):
+            assert (out / variant / f"seed-{seed}" / "summary.md").is_file()
+    # the table's numbers are the run directories' own
+    for variant, source, phase in [("none", "bootstrap", "eval/none"), ("bootstrap", "bootstrap", "eval/store"), ("fixed", "fixed", "eval/store")]:
+        outcomes = [held_out_outcomes(out / source / f"seed-{s}")[phase] for s in (0, 1)]
+        assert rows[variant]["per_seed"] == [sum(o.values()) / len(o) for o in outcomes]
+        assert rows[variant]["tasks"] == 6
+    # only the bootstrap runs pay for a no-examples evaluation; its seeds draw different tasks
+    none_tasks = [set(held_out_outcomes(out / "bootstrap" / f"seed-{s}")["eval/none"]) for s in (0, 1)]
+    assert none_tasks[0] != none_tasks[1]
+    assert "eval/none" not in held_out_outcomes(out / "fixed" / "seed-0")
+    vs = rows["fixed"]["vs_none"]
+    assert vs["difference"]["n"] == 6 and vs["wins"] + vs["losses"] + vs["ties"] == 6
+    assert (out / "ablation.png").is_file()
+
+    before = {p: p.stat().st_mtime_ns for p in out.glob("*/seed-*/trajectories.parquet")}
+    assert ablation.main(argv) == 0
+    assert "plan: 4 runs (4 already done), at most 0 episodes to play" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*/seed-*/trajectories.parquet")} == before
+    assert json.loads((out / "ablation.json").read_text())["rows"] == record["rows"]
+
+
+def test_ablation_refuses_bad_arguments_in_one_line(tmp_path, capsys):
+    ablation = load_ablation()
+    with pytest.raises(SystemExit) as exc:
+        ablation.main(["--variants", "bootstrap,nope", "--out", str(tmp_path)])
+    assert exc.value.code == 2
+    assert "unknown variants ['nope']" in capsys.readouterr().err
+    assert ablation.main(["--config", str(tmp_path / "missing.yaml"), "--out", str(tmp_path)]) == 2
+    assert "missing.yaml" in capsys.readouterr().err
