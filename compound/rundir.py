@@ -75,6 +75,20 @@ def held_out_outcomes(run_dir: str | Path) -> dict[str, dict[str, float]]:
     return out
 
 
+def _ends_mid_line(path: Path) -> bool:
+    if not path.is_file() or path.stat().st_size == 0:
+        return False
+    with open(path, "rb") as f:
+        f.seek(-1, 2)
+        return f.read(1) != b"\n"
+
+
+def _identity(record: dict[str, Any]) -> str:
+    """A record's content without its timings: what makes two records the same record."""
+    kept = {k: v for k, v in record.items() if k != "time" and not k.endswith("_s")}
+    return json.dumps(kept, sort_keys=True, default=str)
+
+
 class RunDir:
     """Owns one run directory; only the driver writes to it."""
 
@@ -82,6 +96,7 @@ class RunDir:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
         self._trajectories: dict[tuple, Trajectory] = {}
+        self._written: dict[str, set[str]] = {}  # per jsonl file, the identities of its records
 
     # -- files ------------------------------------------------------------
     @property
@@ -96,10 +111,37 @@ class RunDir:
         atomic_write_bytes(target, text.encode())
         return target
 
-    def append_jsonl(self, name: str, record: dict[str, Any]) -> None:
+    def append_jsonl(self, name: str, record: dict[str, Any]) -> bool:
+        """Append ``record`` (stamped with ``time``) unless the file already holds it; True if written.
+
+        A resumed run replays the segments it had finished, and so makes
+        their records again: a record equal to one already in the file up
+        to its timings (``time`` and every ``*_s`` field) is the same record
+        and is not written twice; the original, with its original timings, stays.
+        """
+        identity = _identity(record)
+        written = self._written.setdefault(name, self._identities(name))
+        if identity in written:
+            return False
+        written.add(identity)
         record = {"time": round(time.time(), 3), **record}
-        with open(self.path / name, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record, sort_keys=False, default=str) + "\n")
+        path = self.path / name
+        cut = _ends_mid_line(path)
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(("\n" if cut else "") + json.dumps(record, sort_keys=False, default=str) + "\n")  # after a line a kill cut short
+        return True
+
+    def _identities(self, name: str) -> set[str]:
+        path = self.path / name
+        if not path.is_file():
+            return set()
+        out = set()
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                out.add(_identity(json.loads(line)))
+            except json.JSONDecodeError:  # a line cut by a kill: not a record
+                continue
+        return out
 
     # -- trajectories -----------------------------------------------------
     def record(self, trajectory: Trajectory) -> bool:
