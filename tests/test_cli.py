@@ -46,6 +46,14 @@ def test_doctor_passes_on_an_installed_machine():
         (["run", "--resume", "/nonexistent/run", "--config", "configs/quickstart.yaml"], 2, "drop --config"),
         (["run", "--config", "configs/quickstart.yaml", "--set", "llm.model=/no/such/model"], 1, "/no/such/model"),
         (["library", "export", "/nonexistent/run"], 1, "/nonexistent/run"),
+        (["run", "--config", "configs/quickstart.yaml", "--out", "README.md"], 2, "README.md is a file, not a directory"),
+        (["run", "--config", "configs/quickstart.yaml", "--set", "name=../../escape"], 2, "name: '../../escape' is not a plain name"),
+        (["run", "--config", "configs/quickstart.yaml", "--set", "env.train_tasks=500"], 2,
+         "env.train_tasks: 500 tasks asked for, but the 'train' split of twx/coin has 100"),
+        (["run", "--config", "configs/quickstart.yaml", "--set", "env.params.game_params.numLocatons=3"], 2,
+         "unknown parameter 'numLocatons'"),
+        (["run", "--config", "configs/quickstart.yaml", "--set", "distributed.address=127.0.0.1:1",
+          "--set", "distributed.connect_timeout_s=1"], 1, "no Ray cluster answered at 127.0.0.1:1 within 1 s"),
     ],
 )
 def test_user_mistakes_get_one_line_and_no_traceback(args, code, needle):

@@ -24,11 +24,10 @@ selection decisions are recomputed from the same results, so they replay.
 from __future__ import annotations
 
 import logging
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import ray
 from tqdm import tqdm
@@ -44,7 +43,8 @@ from compound.distributed.episodes import EVAL_NONE, EVAL_STORE, EVAL_TRIAL, TRA
 from compound.distributed.runtime import init_ray
 from compound.distributed.scheduler import EpisodeScheduler
 from compound.distributed.worker import AgentWorker
-from compound.envs import load_plugins, make
+from compound.failures import FailureBudget
+from compound.tasks import load_tasks
 from compound.replay import canonical_order
 from compound.report import write_report
 from compound.rundir import RunDir, write_trajectories
@@ -74,34 +74,9 @@ def strategy_vectors_by_id(snapshots: list) -> dict[str, Any]:
     return out
 
 
-def pick_tasks(pool: Sequence[Task], n: int, seed: int | None) -> list[Task]:
-    """The first ``n`` tasks of ``pool``, or (``seed`` given) ``n`` drawn at random, in pool order.
-
-    >>> [t for t in pick_tasks("abcdef", 3, None)], len(pick_tasks("abcdef", 3, 1))
-    (['a', 'b', 'c'], 3)
-    """
-    pool = list(pool)
-    if seed is None or n >= len(pool):
-        return pool[:n]
-    chosen = set(random.Random(f"tasks|{seed}").sample(range(len(pool)), n))
-    return [t for i, t in enumerate(pool) if i in chosen]
-
-
-def load_tasks(cfg: RunConfig, about: dict[str, Any] | None = None) -> tuple[list[Task], list[Task]]:
-    """The training stream and the held-out tasks, identical on every machine (deterministic).
-
-    ``about``, if given, receives the environment's ``action_kind`` (code suites dedup by structure).
-    """
-    load_plugins(cfg.env.plugins, cfg.env.plugin_dirs)
-    env = make(cfg.env.id, **cfg.env.params)
-    try:
-        train = pick_tasks(env.tasks("train"), cfg.env.train_tasks, cfg.seed if cfg.env.sample_tasks else None)
-        held_out = pick_tasks(env.tasks(cfg.env.eval_split), cfg.env.eval_tasks, cfg.seed if cfg.env.sample_tasks else None)
-        if about is not None:
-            about["action_kind"] = getattr(env, "action_kind", "line")
-    finally:
-        env.close()
-    return train, held_out
+def attempt_name(t: Trajectory) -> str:
+    """``phase/trial/task/attempt``: how logs and errors name one attempt."""
+    return f"{t.phase}/{t.trial}/{t.env_id}:{t.task_id}/{t.attempt}"
 
 
 class Run:
@@ -118,7 +93,7 @@ class Run:
     def _start_actors(self) -> None:
         cfg = self.cfg
         self.placement_groups: list = []
-        self.engines = start_engines(cfg.llm, self.placement_groups)
+        self.engines = start_engines(cfg.llm, self.placement_groups, ready_timeout_s=cfg.distributed.resource_timeout_s)
         model_name = ray.get(self.engines[0].model_name.remote()) if self.engines else cfg.llm.model
         self.model_name = model_name
         # one call at a time: the stores it holds are not thread-safe
@@ -134,7 +109,8 @@ class Run:
             for _ in range(cfg.distributed.workers)
         ]
         self.scheduler = EpisodeScheduler(
-            self.workers, cfg.distributed.episodes_per_worker, cfg.distributed.max_episode_retries
+            self.workers, cfg.distributed.episodes_per_worker, cfg.distributed.max_episode_retries,
+            max_transient_retries=cfg.distributed.max_transient_retries,
         )
 
     def release(self) -> None:
@@ -167,6 +143,9 @@ class Run:
         last_checkpoint = time.monotonic()
         for trajectory in self.scheduler.run(todo, frozen=frozen):
             self.dir.record(trajectory)
+            if trajectory.error:  # failed by itself: kept as a failed attempt, counted against the budget
+                log.warning("episode %s failed by itself: %s", attempt_name(trajectory), trajectory.error)
+                self.failures.record(attempt_name(trajectory), trajectory.error)
             wins += trajectory.success
             bar.update(1)
             bar.set_postfix(success=f"{wins}/{bar.n}")
@@ -295,6 +274,9 @@ class Run:
         cfg = self.cfg
         self.dir.write_text("config.yaml", dump_config(cfg))
         resumed = self.dir.load_existing()
+        self.failures = FailureBudget(
+            cfg.distributed.max_failed_episodes, [(attempt_name(t), t.error) for t in self.dir.trajectories if t.error]
+        )
         if resumed:
             log.info("resuming: %d trajectories already in %s", resumed, self.dir.path)
         about: dict[str, Any] = {}

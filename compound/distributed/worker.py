@@ -7,7 +7,13 @@ and appends only those, so the bytes it moves grow with what is new, never
 with the store; a chunk is fetched once per worker and shared by every trial
 whose log lists it (a PBT copy moves nothing). Workers embed their own
 successes and push the vectors with them. Environments
-are pooled: one instance per concurrent episode, created on first use.
+are pooled: one instance per concurrent episode, created on first use; an
+instance that raised is closed, not lent again.
+
+An episode that fails by itself (``compound.failures.classify``: its
+environment raised, the endpoint refused the request) comes back as a
+failed attempt carrying its error, and is pushed like any other result; a
+transient failure is raised, for the scheduler to retry after a backoff.
 """
 
 from __future__ import annotations
@@ -27,8 +33,9 @@ from compound.curation.chunk_log import Chunk
 from compound.curation.trial_params import agent_for
 from compound.curation.vectors import embed_trajectories
 from compound.distributed.engines import RemoteLLM, engine_kwargs
-from compound.distributed.episodes import EVAL_NONE, EpisodeSpec, episode_temperature
+from compound.distributed.episodes import EVAL_NONE, EpisodeSpec, episode_temperature, failed_attempt
 from compound.envs import Env, load_plugins, make
+from compound.failures import classify, describe
 from compound.types import ExampleSet, Trajectory
 from compound.distributed.runtime import quiet_actor_logging
 
@@ -50,6 +57,14 @@ class EnvPool:
 
     def release(self, env: Env) -> None:
         self._idle.append(env)
+
+    def discard(self, env: Env) -> None:
+        """Close an instance that raised instead of lending it again: its state is unknown."""
+        self._all.remove(env)
+        try:
+            env.close()
+        except Exception:  # it is already broken; the next episode gets a fresh one
+            pass
 
     def close(self) -> None:
         for env in self._all:
@@ -164,7 +179,12 @@ class AgentWorker:
                 max_tokens=cfg.llm.max_tokens,
                 temperature=episode_temperature(cfg.llm, spec),
             )
-        finally:
+        except Exception as exc:
+            self.envs.discard(env)
+            if classify(exc) != "episode":
+                raise  # transient: the scheduler runs it again after a backoff
+            trajectory = failed_attempt(spec, describe(exc), self.llm.model_name)
+        else:
             self.envs.release(env)
         trajectory = trajectory.with_updates(phase=spec.phase)
         if spec.learn:
