@@ -94,7 +94,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _fail(problem, EXIT_BAD_CONFIG)
     _preflight(cfg)
     from compound.distributed.scheduler import EpisodeFailed, WorkersLost
-    from compound.failures import FailureBudgetExceeded, describe
+    from ray.exceptions import RayActorError
+
+    from compound.failures import FailureBudgetExceeded, RunError, describe
 
     run_dir = run_dir.resolve()
     seeds = f" ({cfg.seeds} seeds: seed-<s>/ each)" if cfg.seeds > 1 else ""
@@ -113,10 +115,16 @@ def cmd_run(args: argparse.Namespace) -> int:
             result = ""
     except EpisodeFailed as exc:
         cause = getattr(exc.error, "cause", None) or exc.error  # Ray wraps the worker's exception
+        if isinstance(cause, RunError):  # the run's own condition (the curator died), met by an episode
+            return _fail(str(cause).replace("RUN_DIR", str(run_dir)), EXIT_USER_ERROR)
         return _fail(f"an episode failed ({exc.spec.key}): {describe(cause)}; what finished is saved: "
                      f"continue with --resume {run_dir}", EXIT_USER_ERROR)
     except (FailureBudgetExceeded, WorkersLost) as exc:
         return _fail(f"{exc}; what finished is saved in {run_dir}", EXIT_USER_ERROR)
+    except RayActorError as exc:  # an actor the driver itself was calling (the curator, an engine) died
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return _fail(f"an actor of the run died ({first[:200]}); what finished is saved: continue with --resume {run_dir}",
+                     EXIT_USER_ERROR)
     print((run_dir / "summary.md").read_text())
     print(f"compound: {result}done in {wall:.0f} s; results in {run_dir}", file=sys.stderr)
     return 0

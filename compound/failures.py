@@ -13,8 +13,9 @@ Three kinds, because they call for different things (issue 9):
   request with a 400). It is recorded as a failed attempt carrying its error
   (``Trajectory.error``), and the run goes on, until more than
   ``distributed.max_failed_episodes`` have failed so (``FailureBudget``).
-- everything else (a bug in compound, a ``KeyboardInterrupt``) is not an
-  episode's failure and stops the run as it is.
+- **fatal**: a ``RunError`` (the run itself cannot go on: the curator died,
+  the failure budget is spent) or a ``BaseException`` such as
+  ``KeyboardInterrupt`` stops the run as it is.
 
 Pure: nothing here imports Ray; the classes are matched by what the layers
 below raise (``LLMError(transient=True)``, ``EnvError``, the standard
@@ -43,10 +44,10 @@ def classify(exc: BaseException) -> Kind:
     'episode'
     >>> classify(KeyError("step"))
     'episode'
-    >>> classify(KeyboardInterrupt())
-    'fatal'
+    >>> classify(KeyboardInterrupt()), classify(CuratorLost("gone"))
+    ('fatal', 'fatal')
     """
-    if not isinstance(exc, Exception):
+    if not isinstance(exc, Exception) or isinstance(exc, RunError):
         return "fatal"
     if isinstance(exc, LLMError):
         return "transient" if exc.transient else "episode"
@@ -81,6 +82,10 @@ class ClusterUnreachable(RunError):
     """``distributed.address`` (or RAY_ADDRESS) did not answer within ``distributed.connect_timeout_s``."""
 
 
+class CuratorLost(RunError):
+    """The curator actor died; the run stops, and ``--resume`` rebuilds its stores from the run directory."""
+
+
 class ResourcesUnavailable(RunError):
     """The engines' GPUs (a placement group) were not granted within ``distributed.resource_timeout_s``."""
 
@@ -110,4 +115,4 @@ class FailureBudget:
             )
 
 
-__all__ = ["ClusterUnreachable", "FailureBudget", "ResourcesUnavailable", "RunError", "FailureBudgetExceeded", "classify", "describe", "retry_delay"]
+__all__ = ["ClusterUnreachable", "CuratorLost", "FailureBudget", "ResourcesUnavailable", "RunError", "FailureBudgetExceeded", "classify", "describe", "retry_delay"]

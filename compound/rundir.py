@@ -83,9 +83,22 @@ def _ends_mid_line(path: Path) -> bool:
         return f.read(1) != b"\n"
 
 
+#: Fields that name what a record is about; a record with a segment or round is identified by them alone.
+_PLACE = ("event", "segment", "round", "trial", "phase")
+
+
 def _identity(record: dict[str, Any]) -> str:
-    """A record's content without its timings: what makes two records the same record."""
-    kept = {k: v for k, v in record.items() if k != "time" and not k.endswith("_s")}
+    """What makes two records the same record.
+
+    A segment's or a round's record is about that segment or round: the
+    first one written stands, since a resume recomputes some of its figures
+    (online exemplar Q) from the saved trajectories in another order. Any
+    other record is its content without its timings.
+    """
+    if "segment" in record or "round" in record:
+        kept = {k: record[k] for k in _PLACE if k in record}
+    else:
+        kept = {k: v for k, v in record.items() if k != "time" and not k.endswith("_s")}
     return json.dumps(kept, sort_keys=True, default=str)
 
 
@@ -115,9 +128,10 @@ class RunDir:
         """Append ``record`` (stamped with ``time``) unless the file already holds it; True if written.
 
         A resumed run replays the segments it had finished, and so makes
-        their records again: a record equal to one already in the file up
-        to its timings (``time`` and every ``*_s`` field) is the same record
-        and is not written twice; the original, with its original timings, stays.
+        their records again: a record the file already holds (``_identity``:
+        the same event of the same segment or round; for other records the
+        same content up to ``time`` and every ``*_s`` field) is not written
+        twice, and the original, with its original figures, stays.
         """
         identity = _identity(record)
         written = self._written.setdefault(name, self._identities(name))

@@ -43,3 +43,11 @@ def test_finished_means_the_summary_is_the_last_record(tmp_path):
     with open(tmp_path / "metrics.jsonl", "a") as f:
         f.write('{"event": "summary", "wall_time_s": 1.0}\n')
     assert finished(tmp_path)
+
+
+def test_a_segment_s_record_stands_even_when_the_replay_recomputes_a_figure(tmp_path):
+    RunDir(tmp_path).append_jsonl("metrics.jsonl", {"event": "segment", "segment": 0, "mean_q": [None]})
+    assert not RunDir(tmp_path).append_jsonl("metrics.jsonl", {"event": "segment", "segment": 0, "mean_q": [1.0]})
+    assert RunDir(tmp_path).append_jsonl("metrics.jsonl", {"event": "eval", "phase": "eval/none", "success": 0.5})
+    assert not RunDir(tmp_path).append_jsonl("metrics.jsonl", {"event": "eval", "phase": "eval/none", "success": 0.5})
+    assert [json.loads(line)["mean_q"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()[:1]] == [[None]]

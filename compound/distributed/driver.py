@@ -227,13 +227,15 @@ class Run:
         cfg = self.cfg
         snapshots = ray.get(self.curator.snapshots.remote())
         self.final_snapshots = snapshots
-        for snapshot in snapshots:  # canonical order, so `compound replay` can compare id for id
-            ordered = canonical_order(snapshot.trajectories, self.stream)
+        # canonical order everywhere: arrival order at the curator and completion order
+        # in the run directory are races, and a resumed run must choose as an uninterrupted one
+        stores = [canonical_order(snapshot.trajectories, self.stream) for snapshot in snapshots]
+        for snapshot, ordered in zip(snapshots, stores):  # so `compound replay` can compare id for id
             write_trajectories(self.dir.store_path(f"trial-{snapshot.trial}"), ordered)
-        train = [t for t in self.dir.trajectories if t.phase == TRAIN]
+        train = canonical_order([t for t in self.dir.trajectories if t.phase == TRAIN], self.stream)
         chosen, decision = final_trajectories(
             train,
-            [list(s.trajectories) for s in snapshots],
+            stores,
             exemplar_curation=cfg.curation.exemplar_curation,
             diversity_clusters=cfg.curation.diversity_clusters,
             embeddings=strategy_vectors_by_id(snapshots),  # the stores' own (MiniLM) vectors: nothing re-embedded

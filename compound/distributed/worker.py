@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import ray
+from ray.exceptions import RayActorError
 
 from compound.agent import run_episode
 from compound.config import RunConfig
@@ -35,7 +36,7 @@ from compound.curation.vectors import embed_trajectories
 from compound.distributed.engines import RemoteLLM, engine_kwargs
 from compound.distributed.episodes import EVAL_NONE, EpisodeSpec, episode_temperature, failed_attempt
 from compound.envs import Env, load_plugins, make
-from compound.failures import classify, describe
+from compound.failures import CuratorLost, classify, describe
 from compound.types import ExampleSet, Trajectory
 from compound.distributed.runtime import quiet_actor_logging
 
@@ -116,7 +117,7 @@ class AgentWorker:
         async with self._fetch_lock:  # concurrent episodes must not apply one chunk twice
             view = self._views.get(trial)
             epoch, have = (view.epoch, view.chunks) if view else (0, 0)
-            delta = await self.curator.delta.remote(trial, epoch, have)
+            delta = await self._ask_curator(self.curator.delta.remote(trial, epoch, have))
             if view is None or delta.epoch != view.epoch:  # first fetch, or the trial's store was replaced by a copy
                 view = self._views[trial] = _TrialView(FlexRetriever.empty(self.embedder), delta.epoch)
             for chunk in await asyncio.gather(*(self._chunk(h) for h in delta.handles)):
@@ -191,8 +192,17 @@ class AgentWorker:
             vectors = None
             if trajectory.success:  # the worker embeds its own success: the curator only checks and appends
                 (vectors,) = await asyncio.to_thread(embed_trajectories, [trajectory], self.embedder)
-            await self.curator.submit.remote(trajectory, vectors, self.name)
+            await self._ask_curator(self.curator.submit.remote(trajectory, vectors, self.name))
         return trajectory
+
+    async def _ask_curator(self, call: Any) -> Any:
+        try:
+            return await call
+        except RayActorError as exc:  # the run's state is gone with it: say so, not "an episode failed"
+            raise CuratorLost(
+                f"the curator actor died ({type(exc).__name__}); what finished is saved in the run directory, "
+                "and --resume RUN_DIR rebuilds the stores from it exactly"
+            ) from None
 
     async def close(self) -> None:
         self.envs.close()

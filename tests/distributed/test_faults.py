@@ -170,3 +170,96 @@ def test_a_killed_engine_s_episodes_are_retried_and_end_as_without_the_kill(ray_
     assert restarted and retried >= 1, "the engine died with calls in flight and came back in a new process"
     assert all(t.error == "" for t in killed), "a transient failure is never recorded as the episode's own"
     assert sorted((t.attempt_key, t.success, t.id) for t in killed) == sorted((t.attempt_key, t.success, t.id) for t in clean)
+
+
+def _lineage_without_timings(path):
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k != "time" and not k.endswith("_s")} for r in records]
+
+
+def test_kill_9_of_the_driver_then_resume_ends_as_an_uninterrupted_run(tmp_path):
+    """The driver and its local Ray are SIGKILLed (the whole process group) after the first segment's checkpoint.
+
+    ``--resume`` must end with the same trajectory ids, the same stores (ids,
+    in order), the same lineage and a metrics file without repeated records
+    as an uninterrupted run of the same config and seed. (Figures that depend
+    on which examples an episode happened to see, such as online exemplar Q,
+    are a race between any two live runs, so only the records' events are
+    compared in metrics.jsonl.) Real processes:
+    each run is ``python -m compound.cli`` with its own local Ray; the
+    scripted TEST-DOUBLE engine makes the outcomes depend on seeds alone.
+    """
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from compound.config import dump_config
+    from tests.distributed.test_run import scripted_config
+
+    cfg = scripted_config(env={"train_tasks": 9, "eval_tasks": 2}, curation={"embedder": "tfidf", "segment_first": 3},
+                          distributed={"workers": 2, "episodes_per_worker": 2, "num_cpus": 2})
+    config = tmp_path / "run.yaml"
+    config.write_text(dump_config(cfg))
+    env = {**os.environ, "RAY_ADDRESS": "local"}  # a local Ray of its own, never a cluster left on the machine
+
+    def compound(*args, **popen):
+        return subprocess.Popen([sys.executable, "-m", "compound.cli", "run", *args, "--quiet"], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, **popen)
+
+    clean = tmp_path / "clean"
+    assert compound("--config", str(config), "--out", str(clean)).wait(timeout=600) == 0
+
+    killed = tmp_path / "killed"
+    driver = compound("--config", str(config), "--out", str(killed), start_new_session=True)
+    deadline = time.monotonic() + 600  # a bound on a hang, not a timing assumption
+    while not (killed / "lineage.jsonl").exists() and driver.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # waits for the first segment's end (its lineage record), then kills at once
+    assert driver.poll() is None, "the run ended before it could be killed"
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait()
+    resumed = compound("--resume", str(killed))
+    assert resumed.wait(timeout=600) == 0, resumed.stderr.read()
+
+    def ids(run_dir, name):
+        return [t.id for t in read_trajectories(run_dir / name)]
+
+    assert sorted(ids(killed, "trajectories.parquet")) == sorted(ids(clean, "trajectories.parquet"))
+    for store in ("stores/trial-0.parquet", "stores/final.parquet"):
+        assert ids(killed, store) == ids(clean, store), store
+    assert _lineage_without_timings(killed / "lineage.jsonl") == _lineage_without_timings(clean / "lineage.jsonl")
+    metrics = [json.loads(line)["event"] for line in (killed / "metrics.jsonl").read_text().splitlines()]
+    assert metrics == [json.loads(line)["event"] for line in (clean / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_a_killed_curator_stops_the_run_naming_it_and_the_way_back(ray_session, tmp_path):
+    """SIGKILL the curator's process: the run stops with an error that names the curator and --resume.
+
+    The curator is not yet restarted and rebuilt in place (issue 9, item 1); that --resume then
+    rebuilds the stores exactly is what the driver kill test checks.
+    """
+    import os
+    import signal
+
+    import ray
+
+    from compound.distributed.driver import Run
+    from compound.distributed.episodes import TRAIN, make_spec
+    from compound.distributed.scheduler import EpisodeFailed
+    from compound.failures import CuratorLost
+    from compound.tasks import load_tasks
+    from tests.distributed.test_run import scripted_config
+
+    cfg = scripted_config(env={"train_tasks": 4}, distributed={"workers": 1, "episodes_per_worker": 2})
+    tasks, _ = load_tasks(cfg)
+    run = Run(cfg, tmp_path, progress=False)
+    run._start_actors()
+    try:
+        os.kill(ray.get(run.curator.pid.remote()), signal.SIGKILL)
+        with pytest.raises(EpisodeFailed) as info:
+            list(run.scheduler.run([make_spec(0, TRAIN, 0, task) for task in tasks]))
+    finally:
+        run.release()
+    cause = info.value.error.cause
+    assert isinstance(cause, CuratorLost) and "the curator actor died" in str(cause) and "--resume" in str(cause)
