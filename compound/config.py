@@ -165,7 +165,11 @@ class CurationConfig(_Section):
 
 
 class DistributedConfig(_Section):
-    address: str | None = Field(None, description="Ray cluster to join; default: RAY_ADDRESS if set, else a local Ray.")
+    address: str | None = Field(
+        None,
+        description="Ray cluster to join: host:port, ray://host:port, or auto (the one `ray start` left on this machine); "
+        "default: RAY_ADDRESS if set, else a local Ray of the run's own (local).",
+    )
     workers: int = Field(2, ge=1, le=10000, description="Agent-worker actors.")
     episodes_per_worker: int = Field(4, ge=1, le=4096, description="Episodes each worker runs concurrently (asyncio).")
     num_cpus: int | None = Field(None, ge=1, description="CPUs for a local Ray (default: all).")

@@ -22,12 +22,25 @@ import pyarrow.parquet as pq
 from compound.types import Trajectory, from_arrow, to_arrow
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _as_if_opened(tmp: str) -> None:
+    """``mkstemp`` makes 0600 files; give the file what ``open`` would (0666 less the umask), so others sharing
+    a run directory can read it as they read the directory's other files."""
+    os.chmod(tmp, 0o666 & ~_umask())
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        _as_if_opened(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -41,6 +54,7 @@ def write_trajectories(path: Path, trajectories: Iterable[Trajectory]) -> None:
     os.close(fd)
     try:
         pq.write_table(to_arrow(list(trajectories)), tmp, compression="zstd")
+        _as_if_opened(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

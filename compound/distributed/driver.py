@@ -23,6 +23,7 @@ selection decisions are recomputed from the same results, so they replay.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -74,6 +75,16 @@ def strategy_vectors_by_id(snapshots: list) -> dict[str, Any]:
     return out
 
 
+def actor_prefix(run_dir: Path) -> str:
+    """``<run directory name>-<hash of its path>``: what the run's actors are named after in the dashboard.
+
+    The hash keeps two runs of one name (in other directories) apart, since
+    a name is unique within the ``compound`` namespace.
+    """
+    digest = hashlib.blake2b(str(run_dir.resolve()).encode(), digest_size=3).hexdigest()
+    return f"{run_dir.name}-{digest}"
+
+
 def attempt_name(t: Trajectory) -> str:
     """``phase/trial/task/attempt``: how logs and errors name one attempt."""
     return f"{t.phase}/{t.trial}/{t.env_id}:{t.task_id}/{t.attempt}"
@@ -97,16 +108,18 @@ class Run:
         model_name = ray.get(self.engines[0].model_name.remote()) if self.engines else cfg.llm.model
         self.model_name = model_name
         # one call at a time: the stores it holds are not thread-safe
-        self.curator = Curator.options(num_cpus=0).remote(
+        prefix = actor_prefix(self.dir.path)
+        self.curator = Curator.options(num_cpus=0, name=f"{prefix}-curator").remote(
             cfg.curation.trials, cfg.curation.embedder, dedup=cfg.curation.dedup,
             dedup_threshold=cfg.curation.dedup_threshold, code_envs=(cfg.env.id,) if self.code_actions else (),
             fixed=cfg.curation.fixed_examples,
         )
         self.workers = [
             AgentWorker.options(
-                num_cpus=0, max_concurrency=cfg.distributed.episodes_per_worker + 4, max_restarts=-1
+                num_cpus=0, max_concurrency=cfg.distributed.episodes_per_worker + 4, max_restarts=-1,
+                name=f"{prefix}-worker-{i}",
             ).remote(cfg, self.engines, self.curator, model_name)
-            for _ in range(cfg.distributed.workers)
+            for i in range(cfg.distributed.workers)
         ]
         self.scheduler = EpisodeScheduler(
             self.workers, cfg.distributed.episodes_per_worker, cfg.distributed.max_episode_retries,

@@ -1,4 +1,4 @@
-"""What a resume may change and what it writes again (compound.resume, RunDir.append_jsonl)."""
+"""The run directory's rules: what a resume may change and what it writes again (compound.resume, RunDir), file modes."""
 
 from __future__ import annotations
 
@@ -51,3 +51,18 @@ def test_a_segment_s_record_stands_even_when_the_replay_recomputes_a_figure(tmp_
     assert RunDir(tmp_path).append_jsonl("metrics.jsonl", {"event": "eval", "phase": "eval/none", "success": 0.5})
     assert not RunDir(tmp_path).append_jsonl("metrics.jsonl", {"event": "eval", "phase": "eval/none", "success": 0.5})
     assert [json.loads(line)["mean_q"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()[:1]] == [[None]]
+
+
+def test_atomic_writes_get_the_umask_s_mode_not_mkstemp_s_0600(tmp_path):
+    import os
+
+    from compound.rundir import atomic_write_bytes, write_trajectories
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_bytes(tmp_path / "summary.md", b"# run\n")
+        write_trajectories(tmp_path / "trajectories.parquet", [])
+    finally:
+        os.umask(old)
+    for name in ("summary.md", "trajectories.parquet"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name
