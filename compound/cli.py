@@ -9,6 +9,7 @@ anything else the user can fix.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import sys
@@ -18,17 +19,21 @@ from pathlib import Path
 from typing import Sequence
 
 from compound.config import ConfigError, load_config
+from compound.resume import config_changes, diff_text, finished, refused_changes
 
 EXIT_USER_ERROR = 1
 EXIT_BAD_CONFIG = 2
+#: Errors of the disk, not of compound: a full disk, a quota, a read-only or forbidden directory.
+DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES}
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     from compound.curation.errors import CurationError
     from compound.envs.base import EnvError
+    from compound.failures import RunError
     from compound.llm.base import LLMError
 
-    return (EnvError, LLMError, CurationError)
+    return (EnvError, LLMError, CurationError, RunError)
 
 
 def _fail(message: str, code: int) -> int:
@@ -66,6 +71,16 @@ def cmd_run(args: argparse.Namespace) -> int:
             return _fail(f"--resume {run_dir}: it holds a single-seed run; resume it without --seeds, or start a new --out", EXIT_BAD_CONFIG)
         if cfg.seeds == 1 and _holds_seeds(run_dir):
             return _fail(f"--resume {run_dir}: it holds a multi-seed run (seed-*/); resume it with --seeds 2 or more", EXIT_BAD_CONFIG)
+        changes = config_changes(load_config(run_dir / "config.yaml"), cfg)
+        refused = refused_changes(changes)
+        if refused and not args.force:
+            return _fail(f"--resume {run_dir}: the run started under another configuration ({diff_text(refused)}); "
+                         "a resumed run must end as the uninterrupted one would: drop those --set, start a new --out, "
+                         "or pass --force to continue under the new values", EXIT_BAD_CONFIG)
+        if not refused and finished(run_dir):
+            print((run_dir / "summary.md").read_text())
+            print(f"compound: {run_dir.resolve()} finished before; nothing left to run", file=sys.stderr)
+            return 0
     else:
         if not args.config:
             return _fail("run needs --config FILE (e.g. configs/quickstart.yaml) or --resume RUN_DIR", EXIT_BAD_CONFIG)
@@ -74,8 +89,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         run_dir = Path(args.out) if args.out else Path(cfg.out_root) / f"{cfg.name}-{stamp}"
         if (run_dir / "trajectories.parquet").exists() or _holds_seeds(run_dir):
             return _fail(f"{run_dir} already holds a run; use --resume {run_dir} to continue it or pick another --out", EXIT_BAD_CONFIG)
+    problem = _unwritable(run_dir)
+    if problem:
+        return _fail(problem, EXIT_BAD_CONFIG)
     _preflight(cfg)
-    from compound.distributed.scheduler import EpisodeFailed
+    from compound.distributed.scheduler import EpisodeFailed, WorkersLost
+    from ray.exceptions import RayActorError
+
+    from compound.failures import FailureBudgetExceeded, RunError, describe
 
     run_dir = run_dir.resolve()
     seeds = f" ({cfg.seeds} seeds: seed-<s>/ each)" if cfg.seeds > 1 else ""
@@ -94,22 +115,53 @@ def cmd_run(args: argparse.Namespace) -> int:
             result = ""
     except EpisodeFailed as exc:
         cause = getattr(exc.error, "cause", None) or exc.error  # Ray wraps the worker's exception
-        return _fail(f"an episode failed ({exc.spec.key}): {type(cause).__name__}: {cause}", EXIT_USER_ERROR)
+        if isinstance(cause, RunError):  # the run's own condition (the curator died), met by an episode
+            return _fail(str(cause).replace("RUN_DIR", str(run_dir)), EXIT_USER_ERROR)
+        return _fail(f"an episode failed ({exc.spec.key}): {describe(cause)}; what finished is saved: "
+                     f"continue with --resume {run_dir}", EXIT_USER_ERROR)
+    except (FailureBudgetExceeded, WorkersLost) as exc:
+        return _fail(f"{exc}; what finished is saved in {run_dir}", EXIT_USER_ERROR)
+    except RayActorError as exc:  # an actor the driver itself was calling (the curator, an engine) died
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return _fail(f"an actor of the run died ({first[:200]}); what finished is saved: continue with --resume {run_dir}",
+                     EXIT_USER_ERROR)
     print((run_dir / "summary.md").read_text())
     print(f"compound: {result}done in {wall:.0f} s; results in {run_dir}", file=sys.stderr)
     return 0
 
 
+def _unwritable(run_dir: Path) -> str | None:
+    """Why the run could not write ``run_dir`` (a file there, no permission, a read-only disk), or None.
+
+    Asked before Ray starts, of the nearest folder that exists, without
+    creating anything: a mistake costs a second, not a run, and leaves no
+    empty run directory behind.
+    """
+    if run_dir.exists() and not run_dir.is_dir():
+        return f"{run_dir} is a file, not a directory; pick another --out"
+    parent = run_dir
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"{parent} is a file, so {run_dir} cannot be made; pick another --out"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"cannot write the run directory {run_dir}: {parent} is not writable; pick another --out (or out_root)"
+    return None
+
+
 def _preflight(cfg) -> None:
     """Catch what would otherwise fail inside an actor (as a remote traceback) before Ray starts.
 
-    An unknown environment id, a missing model or embedder package: each is a
-    one-line error here, and the embedded model's one-time conversion happens
-    now, once, instead of in the engine actor.
+    An unknown environment id, environment parameters it cannot be made
+    from, a split smaller than the task counts, a missing model or embedder
+    package, a cluster address where nothing answers: each is a one-line
+    error here, and the embedded model's
+    one-time conversion happens now, once, instead of in the engine actor.
     """
     import difflib
 
     from compound.envs import load_plugins, specs
+    from compound.tasks import load_tasks
 
     load_plugins(cfg.env.plugins, cfg.env.plugin_dirs)
     known = specs()
@@ -117,6 +169,12 @@ def _preflight(cfg) -> None:
         close = difflib.get_close_matches(cfg.env.id, list(known), n=3)
         hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
         raise ConfigError(f"env.id: unknown environment {cfg.env.id!r}{hint} (`compound envs` lists them)")
+    load_tasks(cfg)  # the environment's parameters and the splits' sizes, checked here, not in an actor
+    address = cfg.distributed.address or os.environ.get("RAY_ADDRESS")
+    if address:
+        from compound.distributed.runtime import wait_reachable
+
+        wait_reachable(address, cfg.distributed.connect_timeout_s)
     if cfg.llm.engine == "hf":
         from compound.llm.model_files import resolve_model_dir
 
@@ -223,6 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from what it has saved")
     p.add_argument("--seeds", type=int, metavar="N", help="run the config under seeds seed..seed+N-1 (RUN_DIR/seed-<s>/ each) "
                    "and summarise held-out success over them with 95%% intervals; overrides the config's seeds")
+    p.add_argument("--force", action="store_true", help="with --resume: continue even though --set changes the run's configuration")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_run)
 
@@ -278,6 +337,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc), EXIT_USER_ERROR)
     except KeyboardInterrupt:
         return _fail("interrupted; a run can be continued with --resume RUN_DIR", 130)
+    except OSError as exc:
+        if exc.errno not in DISK_ERRORS:
+            raise
+        where = f" writing {exc.filename}" if exc.filename else ""
+        return _fail(f"{exc.strerror}{where}; the last checkpoint is intact: free space (or fix the permission) "
+                     "and continue with --resume RUN_DIR", EXIT_USER_ERROR)
 
 
 if __name__ == "__main__":

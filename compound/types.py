@@ -117,7 +117,11 @@ class Trajectory:
     identifies the attempt: re-running it must produce a replacement, not a
     duplicate. ``phase`` is ``train`` for the learning stream, ``eval/none``
     for held-out episodes without examples and ``eval/store`` for held-out
-    episodes against the final, frozen store.
+    episodes against the final, frozen store. ``error`` is empty for an
+    episode that ran to its end; for one that failed by itself (its
+    environment raised, the endpoint refused the request) it is that
+    failure, ``Type: message``, and the trajectory is a failed attempt
+    with the steps taken before it.
     """
 
     id: str
@@ -143,6 +147,7 @@ class Trajectory:
     reward: float = 0.0
     phase: str = "train"
     retrievals: tuple[str, ...] = ()
+    error: str = ""
 
     @staticmethod
     def new_id() -> str:
@@ -239,11 +244,13 @@ TRAJECTORY_SCHEMA = pa.schema(
         ("reward", pa.float64()),
         ("phase", pa.string()),
         ("retrievals", pa.list_(pa.string())),
+        ("error", pa.string()),
     ],
-    metadata={"compound.schema": "trajectory/3"},
+    metadata={"compound.schema": "trajectory/4"},
 )
-"""trajectory/3 added ``retrievals`` and the steps' ``info``; ``from_arrow`` reads
-trajectory/2 files too (no retrievals, empty info)."""
+"""trajectory/4 added ``error``; trajectory/3 added ``retrievals`` and the steps'
+``info``. ``from_arrow`` reads trajectory/2 and /3 files too (no retrievals,
+empty info, empty error)."""
 
 _STEP_FIELDS = [f.name for f in STEP_TYPE if f.name not in ("valid_actions", "info")]
 
@@ -270,6 +277,7 @@ def trajectory_from_row(row: Mapping[str, Any]) -> Trajectory:
     values["steps"] = tuple(_step_from_row(s) for s in row["steps"] or ())
     values["example_ids"] = tuple(row["example_ids"] or ())
     values["retrievals"] = tuple(row.get("retrievals") or ())
+    values["error"] = row.get("error") or ""
     return Trajectory(**{name: values[name] for name in TRAJECTORY_SCHEMA.names})
 
 
@@ -279,9 +287,11 @@ def to_arrow(trajectories: Sequence[Trajectory]) -> pa.Table:
 
 
 def from_arrow(table: pa.Table) -> list[Trajectory]:
-    """The inverse of ``to_arrow``; accepts any table with the schema's columns (or trajectory/2's)."""
+    """The inverse of ``to_arrow``; accepts any table with the schema's columns (or trajectory/2's or /3's)."""
     if "retrievals" not in table.column_names:  # trajectory/2
         table = table.append_column("retrievals", pa.array([[]] * table.num_rows, pa.list_(pa.string())))
+    if "error" not in table.column_names:  # trajectory/2 and /3
+        table = table.append_column("error", pa.array([""] * table.num_rows, pa.string()))
     table = table.select(TRAJECTORY_SCHEMA.names)
     return [trajectory_from_row(r) for r in table.to_pylist()]
 

@@ -46,6 +46,14 @@ def test_doctor_passes_on_an_installed_machine():
         (["run", "--resume", "/nonexistent/run", "--config", "configs/quickstart.yaml"], 2, "drop --config"),
         (["run", "--config", "configs/quickstart.yaml", "--set", "llm.model=/no/such/model"], 1, "/no/such/model"),
         (["library", "export", "/nonexistent/run"], 1, "/nonexistent/run"),
+        (["run", "--config", "configs/quickstart.yaml", "--out", "README.md"], 2, "README.md is a file, not a directory"),
+        (["run", "--config", "configs/quickstart.yaml", "--set", "name=../../escape"], 2, "name: '../../escape' is not a plain name"),
+        (["run", "--config", "configs/quickstart.yaml", "--set", "env.train_tasks=500"], 2,
+         "env.train_tasks: 500 tasks asked for, but the 'train' split of twx/coin has 100"),
+        (["run", "--config", "configs/quickstart.yaml", "--set", "env.params.game_params.numLocatons=3"], 2,
+         "unknown parameter 'numLocatons'"),
+        (["run", "--config", "configs/quickstart.yaml", "--set", "distributed.address=127.0.0.1:1",
+          "--set", "distributed.connect_timeout_s=1"], 1, "no Ray cluster answered at 127.0.0.1:1 within 1 s"),
     ],
 )
 def test_user_mistakes_get_one_line_and_no_traceback(args, code, needle):
@@ -70,3 +78,39 @@ def test_resume_refuses_to_mix_single_and_multi_seed_layouts(tmp_path):
     (multi / "seed-0" / "config.yaml").write_text("")
     out = compound("run", "--resume", str(multi))
     assert out.returncode == 2 and "multi-seed run" in out.stderr and "Traceback" not in out.stderr, out.stderr
+
+
+def test_a_keyword_a_plugin_environment_does_not_take_is_one_line_before_ray(tmp_path):
+    (tmp_path / "echo_env.py").write_text(
+        "from compound.types import Task\n"
+        "class Echo:\n"
+        "    env_id = 'test/echo-kw'\n"
+        "    def tasks(self, split):\n"
+        "        return [Task(self.env_id, '0', split)]\n"
+        "    def close(self):\n"
+        "        pass\n"
+    )
+    (tmp_path / "run.yaml").write_text(
+        "env: {id: test/echo-kw, plugins: ['echo_env:Echo'], params: {colour: red}, train_tasks: 1, eval_tasks: 0}\n"
+        "llm: {engine: scripted, script: ['x']}\ncuration: {embedder: tfidf}\n"
+    )
+    out = compound("run", "--config", str(tmp_path / "run.yaml"), "--out", str(tmp_path / "out"))
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert "env.params (test/echo-kw): bad parameters for environment 'test/echo-kw'" in out.stderr
+    assert not (tmp_path / "out").exists(), "nothing was started, nothing was written"
+
+
+def test_a_full_disk_is_one_line_that_says_the_checkpoint_is_intact(monkeypatch, capsys, tmp_path):
+    import errno
+
+    import compound.distributed.driver as driver
+    from compound.cli import main
+
+    def full(cfg, run_dir, progress=True):
+        raise OSError(errno.ENOSPC, "No space left on device", str(run_dir / "trajectories.parquet"))
+
+    monkeypatch.setattr(driver, "run", full)
+    (tmp_path / "run.yaml").write_text("llm: {engine: scripted, script: ['x']}\ncuration: {embedder: tfidf}\nenv: {train_tasks: 2, eval_tasks: 1}\n")
+    assert main(["run", "--config", str(tmp_path / "run.yaml"), "--out", str(tmp_path / "out"), "--quiet"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "No space left on device writing" in err and "trajectories.parquet" in err and "--resume" in err

@@ -66,6 +66,8 @@ MALFORMED = [
      ["seeds", "got 0", "must be >= 1"]),
     ("empty-name", "name: ''\n", [],
      ["name", "''", "at least 1 character"]),
+    ("name-escapes-out-root", "name: ../../escape\n", [],
+     ["name:", "'../../escape'", "not a plain name", "letters, digits"]),
     ("openai-without-base-url", "llm:\n  engine: openai\n  model: qwen\n", [],
      ["llm.base_url", "required", "'openai'", "http://"]),
     ("scripted-without-script", "llm:\n  engine: scripted\n", [],
@@ -253,7 +255,7 @@ def test_dumped_config_reloads_equal(tmp_path: Path) -> None:
 @settings(max_examples=60, deadline=None)
 @given(
     script=st.lists(st.text(max_size=20), min_size=1, max_size=4),
-    name=st.text(min_size=1, max_size=20),
+    name=st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,19}", fullmatch=True),
     temperature=st.floats(min_value=0.0, max_value=2.0),
     params=st.dictionaries(st.text(max_size=8), st.integers() | st.text(max_size=8) | st.booleans() | st.none(), max_size=3),
 )

@@ -108,7 +108,7 @@ def test_trajectories_round_trip_through_parquet_losslessly(trajectories: list[T
     table = pq.read_table(path)
 
     assert table.schema.equals(TRAJECTORY_SCHEMA, check_metadata=False)
-    assert table.schema.metadata[b"compound.schema"] == b"trajectory/3"
+    assert table.schema.metadata[b"compound.schema"] == b"trajectory/4"
     assert from_arrow(table) == trajectories
     path.unlink()
 
@@ -167,3 +167,14 @@ def test_task_round_trips_through_json(task: Task) -> None:
     assert json.loads(text)["params"] == task.params  # plain JSON, readable by any tool
     assert task_from_json(text) == task
     assert task_from_json(text).key == task.key
+
+
+def test_from_arrow_reads_a_trajectory_3_file_with_an_empty_error() -> None:
+    trajectory = Trajectory(
+        id="t1", env_id="twx/coin", task_id="7", split="train", goal="find the coin", category="coin",
+        plan="", steps=(), success=False, terminated=False, truncated=True,
+    )
+    table = to_arrow([trajectory]).drop_columns(["error"])  # what trajectory/3 wrote
+
+    assert from_arrow(table) == [trajectory]
+    assert from_arrow(table)[0].error == ""

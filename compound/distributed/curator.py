@@ -22,6 +22,7 @@ not thread-safe, and every call is short.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import ray
@@ -93,6 +94,10 @@ class Curator:
         else:
             log.remove(t.id)  # a re-run that failed where the first try had succeeded
         return log.version
+
+    def pid(self) -> int:
+        """This actor's process id (the kill tests SIGKILL it)."""
+        return os.getpid()
 
     def version(self, trial: int) -> int:
         return self.logs[trial].version

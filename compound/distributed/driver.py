@@ -23,12 +23,12 @@ selection decisions are recomputed from the same results, so they replay.
 
 from __future__ import annotations
 
+import hashlib
 import logging
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import ray
 from tqdm import tqdm
@@ -44,7 +44,8 @@ from compound.distributed.episodes import EVAL_NONE, EVAL_STORE, EVAL_TRIAL, TRA
 from compound.distributed.runtime import init_ray
 from compound.distributed.scheduler import EpisodeScheduler
 from compound.distributed.worker import AgentWorker
-from compound.envs import load_plugins, make
+from compound.failures import FailureBudget
+from compound.tasks import load_tasks
 from compound.replay import canonical_order
 from compound.report import write_report
 from compound.rundir import RunDir, write_trajectories
@@ -74,34 +75,19 @@ def strategy_vectors_by_id(snapshots: list) -> dict[str, Any]:
     return out
 
 
-def pick_tasks(pool: Sequence[Task], n: int, seed: int | None) -> list[Task]:
-    """The first ``n`` tasks of ``pool``, or (``seed`` given) ``n`` drawn at random, in pool order.
+def actor_prefix(run_dir: Path) -> str:
+    """``<run directory name>-<hash of its path>``: what the run's actors are named after in the dashboard.
 
-    >>> [t for t in pick_tasks("abcdef", 3, None)], len(pick_tasks("abcdef", 3, 1))
-    (['a', 'b', 'c'], 3)
+    The hash keeps two runs of one name (in other directories) apart, since
+    a name is unique within the ``compound`` namespace.
     """
-    pool = list(pool)
-    if seed is None or n >= len(pool):
-        return pool[:n]
-    chosen = set(random.Random(f"tasks|{seed}").sample(range(len(pool)), n))
-    return [t for i, t in enumerate(pool) if i in chosen]
+    digest = hashlib.blake2b(str(run_dir.resolve()).encode(), digest_size=3).hexdigest()
+    return f"{run_dir.name}-{digest}"
 
 
-def load_tasks(cfg: RunConfig, about: dict[str, Any] | None = None) -> tuple[list[Task], list[Task]]:
-    """The training stream and the held-out tasks, identical on every machine (deterministic).
-
-    ``about``, if given, receives the environment's ``action_kind`` (code suites dedup by structure).
-    """
-    load_plugins(cfg.env.plugins, cfg.env.plugin_dirs)
-    env = make(cfg.env.id, **cfg.env.params)
-    try:
-        train = pick_tasks(env.tasks("train"), cfg.env.train_tasks, cfg.seed if cfg.env.sample_tasks else None)
-        held_out = pick_tasks(env.tasks(cfg.env.eval_split), cfg.env.eval_tasks, cfg.seed if cfg.env.sample_tasks else None)
-        if about is not None:
-            about["action_kind"] = getattr(env, "action_kind", "line")
-    finally:
-        env.close()
-    return train, held_out
+def attempt_name(t: Trajectory) -> str:
+    """``phase/trial/task/attempt``: how logs and errors name one attempt."""
+    return f"{t.phase}/{t.trial}/{t.env_id}:{t.task_id}/{t.attempt}"
 
 
 class Run:
@@ -118,23 +104,26 @@ class Run:
     def _start_actors(self) -> None:
         cfg = self.cfg
         self.placement_groups: list = []
-        self.engines = start_engines(cfg.llm, self.placement_groups)
+        self.engines = start_engines(cfg.llm, self.placement_groups, ready_timeout_s=cfg.distributed.resource_timeout_s)
         model_name = ray.get(self.engines[0].model_name.remote()) if self.engines else cfg.llm.model
         self.model_name = model_name
         # one call at a time: the stores it holds are not thread-safe
-        self.curator = Curator.options(num_cpus=0).remote(
+        prefix = actor_prefix(self.dir.path)
+        self.curator = Curator.options(num_cpus=0, name=f"{prefix}-curator").remote(
             cfg.curation.trials, cfg.curation.embedder, dedup=cfg.curation.dedup,
             dedup_threshold=cfg.curation.dedup_threshold, code_envs=(cfg.env.id,) if self.code_actions else (),
             fixed=cfg.curation.fixed_examples,
         )
         self.workers = [
             AgentWorker.options(
-                num_cpus=0, max_concurrency=cfg.distributed.episodes_per_worker + 4, max_restarts=-1
+                num_cpus=0, max_concurrency=cfg.distributed.episodes_per_worker + 4, max_restarts=-1,
+                name=f"{prefix}-worker-{i}",
             ).remote(cfg, self.engines, self.curator, model_name)
-            for _ in range(cfg.distributed.workers)
+            for i in range(cfg.distributed.workers)
         ]
         self.scheduler = EpisodeScheduler(
-            self.workers, cfg.distributed.episodes_per_worker, cfg.distributed.max_episode_retries
+            self.workers, cfg.distributed.episodes_per_worker, cfg.distributed.max_episode_retries,
+            max_transient_retries=cfg.distributed.max_transient_retries,
         )
 
     def release(self) -> None:
@@ -167,6 +156,9 @@ class Run:
         last_checkpoint = time.monotonic()
         for trajectory in self.scheduler.run(todo, frozen=frozen):
             self.dir.record(trajectory)
+            if trajectory.error:  # failed by itself: kept as a failed attempt, counted against the budget
+                log.warning("episode %s failed by itself: %s", attempt_name(trajectory), trajectory.error)
+                self.failures.record(attempt_name(trajectory), trajectory.error)
             wins += trajectory.success
             bar.update(1)
             bar.set_postfix(success=f"{wins}/{bar.n}")
@@ -248,13 +240,15 @@ class Run:
         cfg = self.cfg
         snapshots = ray.get(self.curator.snapshots.remote())
         self.final_snapshots = snapshots
-        for snapshot in snapshots:  # canonical order, so `compound replay` can compare id for id
-            ordered = canonical_order(snapshot.trajectories, self.stream)
+        # canonical order everywhere: arrival order at the curator and completion order
+        # in the run directory are races, and a resumed run must choose as an uninterrupted one
+        stores = [canonical_order(snapshot.trajectories, self.stream) for snapshot in snapshots]
+        for snapshot, ordered in zip(snapshots, stores):  # so `compound replay` can compare id for id
             write_trajectories(self.dir.store_path(f"trial-{snapshot.trial}"), ordered)
-        train = [t for t in self.dir.trajectories if t.phase == TRAIN]
+        train = canonical_order([t for t in self.dir.trajectories if t.phase == TRAIN], self.stream)
         chosen, decision = final_trajectories(
             train,
-            [list(s.trajectories) for s in snapshots],
+            stores,
             exemplar_curation=cfg.curation.exemplar_curation,
             diversity_clusters=cfg.curation.diversity_clusters,
             embeddings=strategy_vectors_by_id(snapshots),  # the stores' own (MiniLM) vectors: nothing re-embedded
@@ -295,6 +289,9 @@ class Run:
         cfg = self.cfg
         self.dir.write_text("config.yaml", dump_config(cfg))
         resumed = self.dir.load_existing()
+        self.failures = FailureBudget(
+            cfg.distributed.max_failed_episodes, [(attempt_name(t), t.error) for t in self.dir.trajectories if t.error]
+        )
         if resumed:
             log.info("resuming: %d trajectories already in %s", resumed, self.dir.path)
         about: dict[str, Any] = {}

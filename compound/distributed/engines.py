@@ -15,8 +15,11 @@ import ray
 from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
+from ray.exceptions import GetTimeoutError, RayActorError
+
 from compound.config import LLMConfig
-from compound.llm.base import Completion, LLMClient, Message
+from compound.failures import ResourcesUnavailable
+from compound.llm.base import Completion, LLMClient, LLMError, Message
 from compound.distributed.runtime import quiet_actor_logging
 
 
@@ -53,6 +56,10 @@ class EngineActor:
     async def model_name(self) -> str:
         return self.llm.model_name
 
+    async def pid(self) -> int:
+        """This engine's process id: a restarted engine answers with a new one."""
+        return os.getpid()
+
     async def generate(self, messages: Sequence[Message], kwargs: dict[str, Any]) -> Completion:
         return await self.llm.generate(messages, **kwargs)
 
@@ -60,7 +67,9 @@ class EngineActor:
         await self.llm.aclose()
 
 
-def start_engines(cfg: LLMConfig, placement_groups: list | None = None) -> list[ray.actor.ActorHandle]:
+def start_engines(
+    cfg: LLMConfig, placement_groups: list | None = None, *, ready_timeout_s: float | None = None
+) -> list[ray.actor.ActorHandle]:
     """Start ``cfg.num_engines`` engine actors placed for their engine kind.
 
     vLLM with tensor parallelism reserves one bundle per GPU in a placement
@@ -68,17 +77,22 @@ def start_engines(cfg: LLMConfig, placement_groups: list | None = None) -> list[
     reserved GPUs. The hf engine takes one CPU (or a GPU when the cluster has one).
     Each placement group made is appended to ``placement_groups`` when given,
     so ``stop_engines`` can free its GPUs for the next run in the same session.
+    A placement group not granted within ``ready_timeout_s`` (no GPU node,
+    too few GPUs) is removed and raises ``ResourcesUnavailable`` naming what
+    was asked for and what the cluster has, instead of waiting forever.
     """
     if cfg.engine == "openai":
         return []
     handles = []
     kwargs = engine_kwargs(cfg)
     for _ in range(cfg.num_engines):
-        options: dict[str, Any] = {"max_concurrency": 4096, "max_restarts": 1}
+        # restarted when killed (a node lost, an OOM kill); the episodes that were
+        # waiting on it are retried after a backoff (RemoteLLM raises transient errors)
+        options: dict[str, Any] = {"max_concurrency": 4096, "max_restarts": 5}
         if cfg.engine == "vllm":
             bundles = [{"GPU": 1, "CPU": 1} for _ in range(cfg.tensor_parallel_size)]
             pg = placement_group(bundles, strategy="STRICT_PACK")
-            ray.get(pg.ready())
+            _wait_granted(pg, bundles, ready_timeout_s)
             if placement_groups is not None:
                 placement_groups.append(pg)
             options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
@@ -93,6 +107,19 @@ def start_engines(cfg: LLMConfig, placement_groups: list | None = None) -> list[
         handles.append(EngineActor.options(**options).remote(cfg.engine, kwargs))
     ray.get([h.model_name.remote() for h in handles])  # surface load errors now, not mid-run
     return handles
+
+
+def _wait_granted(pg: Any, bundles: list[dict[str, float]], timeout_s: float | None) -> None:
+    try:
+        ray.get(pg.ready(), timeout=timeout_s)
+    except GetTimeoutError:
+        remove_placement_group(pg)
+        have = {k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")}
+        raise ResourcesUnavailable(
+            f"the engine's placement group {bundles} was not granted within {timeout_s:.0f} s; the cluster has {have}. "
+            "Run on a node with that many GPUs, lower llm.tensor_parallel_size / llm.num_engines, "
+            "or raise distributed.resource_timeout_s if the autoscaler is still adding nodes"
+        ) from None
 
 
 def stop_engines(handles: Sequence[ray.actor.ActorHandle], placement_groups: Sequence = (), timeout_s: float = 60) -> None:
@@ -143,6 +170,8 @@ class RemoteLLM:
         try:
             kwargs = {"max_tokens": max_tokens, "temperature": temperature, "stop": list(stop or []), "seed": seed}
             return await self._handles[i].generate.remote(list(messages), kwargs)
+        except RayActorError as exc:  # killed or restarting: the moment's failure, the episode is run again later
+            raise LLMError(f"engine {i} is unavailable ({type(exc).__name__}); Ray restarts it", transient=True) from None
         finally:
             self._in_flight[i] -= 1
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from compound.config import LLMConfig
-from compound.types import Task, trajectory_id
+from compound.types import Task, Trajectory, trajectory_id
 
 TRAIN = "train"
 EVAL_NONE = "eval/none"
@@ -65,3 +65,17 @@ def episode_temperature(llm: LLMConfig, spec: EpisodeSpec) -> float:
     if spec.learn and llm.train_temperature is not None:
         return llm.train_temperature
     return llm.temperature
+
+
+def failed_attempt(spec: EpisodeSpec, error: str, model: str = "") -> Trajectory:
+    """The result of an episode that failed by itself: no steps, no success, its ``error``.
+
+    It stands in the run directory like any other attempt, so the run goes
+    on past it and a resume does not run it again (see ``compound.failures``).
+    """
+    task = spec.task
+    return Trajectory(
+        id=spec.trajectory_id or Trajectory.new_id(), env_id=task.env_id, task_id=task.task_id, split=task.split,
+        goal=task.goal, category=task.category, plan="", steps=(), success=False, terminated=False, truncated=False,
+        model=model, trial=spec.trial, attempt=spec.attempt, phase=spec.phase, error=error,
+    )

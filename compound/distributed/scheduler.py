@@ -14,9 +14,16 @@ a live worker, and one try of it is spent. The probe then tells what
 happened: a new process id means the worker died and restarted, and the
 tries stay spent (at most ``max_retries`` re-runs per episode, so an episode
 that kills every worker it touches cannot loop forever); the same process id
-means it was only unreachable, and the tries are given back. An episode that
-raised by itself (``RayTaskError``) failed, and ``on_error`` (or the caller)
-decides.
+means it was only unreachable, and the tries are given back.
+
+An episode that raised (``RayTaskError``) is judged by its cause
+(``compound.failures.classify``). A transient cause (an engine restarting,
+an endpoint's 503s past the client's retries) sends it back to the queue
+after an exponential backoff (``transient_backoff_s``), on whichever worker
+is free then, up to ``max_transient_retries`` times. Anything else, and a
+transient failure past its budget, failed: ``on_error`` (or the caller)
+decides. (Episodes that fail by themselves do not reach this: the worker
+returns them as failed attempts.)
 
 A worker that does not come back within ``restart_timeout_s`` is given up;
 when every worker is given up, the run fails naming them. Since episodes
@@ -26,7 +33,9 @@ never double-counts.
 
 from __future__ import annotations
 
+import heapq
 import logging
+import random
 import time
 from collections import deque
 from typing import Any, Callable, Iterable, Iterator
@@ -36,6 +45,7 @@ from ray.exceptions import RayActorError, RayTaskError
 
 from compound.distributed.episodes import EpisodeSpec
 from compound.distributed.worker_health import WorkerHealth
+from compound.failures import classify, retry_delay
 from compound.types import Trajectory
 
 log = logging.getLogger(__name__)
@@ -62,6 +72,8 @@ class EpisodeScheduler:
         *,
         restart_timeout_s: float = 300.0,
         backoff_s: tuple[float, float] = (0.2, 5.0),
+        max_transient_retries: int = 8,
+        transient_backoff_s: tuple[float, float] = (1.0, 30.0),
     ) -> None:
         if not workers:
             raise ValueError("EpisodeScheduler needs at least one worker")
@@ -70,7 +82,12 @@ class EpisodeScheduler:
         self.max_retries = max_retries
         self.health = WorkerHealth(len(workers), restart_timeout_s=restart_timeout_s, backoff_s=backoff_s)
         self.pids: list[int] = ray.get([w.pid.remote() for w in workers])  # also waits until all are up
+        self.max_transient_retries = max_transient_retries
+        self.transient_backoff_s = transient_backoff_s
+        self._rng = random.Random(0)  # jitter only; which worker runs a retry does not change its result
         self.retries = 0  # episodes re-run because their worker failed under them
+        self.transient_retries = 0  # episodes re-run after a transient failure
+        self._transient: dict[tuple, int] = {}
         self.restarts = 0  # workers that came back in a new process (they had died)
         # Probes and tries outlive one batch: a worker down at the end of one
         # `run` is still probed, and still skipped, in the next.
@@ -87,11 +104,15 @@ class EpisodeScheduler:
     ) -> Iterator[Trajectory]:
         """Yield trajectories as episodes finish. ``frozen``: ``[ref]`` of a fixed example set."""
         pending = deque(specs)
+        delayed: list[tuple[float, int, EpisodeSpec]] = []  # (due, order, spec): transient retries waiting out a backoff
         in_flight: dict[ray.ObjectRef, tuple[int, EpisodeSpec]] = {}
         load = [0] * len(self.workers)
         health = self.health
 
         def fill() -> None:
+            now = time.monotonic()
+            while delayed and delayed[0][0] <= now:
+                pending.appendleft(heapq.heappop(delayed)[2])
             while pending:
                 i = health.pick(load, self.per_worker)
                 if i is None:
@@ -103,14 +124,14 @@ class EpisodeScheduler:
         while True:
             self._send_due_probes()
             fill()
-            if not in_flight and not pending:
+            if not in_flight and not pending and not delayed:
                 return
             if not in_flight and not self._probes and health.all_given_up():
                 raise WorkersLost(
                     f"all {len(self.workers)} agent workers died and none came back within "
                     f"{health.restart_timeout_s:.0f} s; {len(pending)} episodes were not run"
                 )
-            ref = self._wait_one([*in_flight])
+            ref = self._wait_one([*in_flight], delayed[0][0] if delayed else None)
             if ref is None or ref in self._probes:
                 if ref is not None:
                     self._probe_answered(ref)
@@ -131,9 +152,27 @@ class EpisodeScheduler:
                 pending.appendleft(spec)  # placed by fill() on a live worker
                 continue
             except RayTaskError as exc:
-                self._failed(spec, exc, on_error)
+                delay = self._transient_delay(spec, exc)
+                if delay is None:
+                    self._failed(spec, exc, on_error)
+                else:
+                    heapq.heappush(delayed, (time.monotonic() + delay, self.transient_retries, spec))
                 continue
             yield result
+
+    def _transient_delay(self, spec: EpisodeSpec, exc: RayTaskError) -> float | None:
+        """Seconds to wait before running ``spec`` again, or None when its failure is not worth a retry."""
+        cause = getattr(exc, "cause", None) or exc
+        if classify(cause) != "transient":
+            return None
+        tries = self._transient.get(spec.key, 0)
+        if tries >= self.max_transient_retries:
+            return None
+        self._transient[spec.key] = tries + 1
+        self.transient_retries += 1
+        delay = retry_delay(tries, *self.transient_backoff_s, rng=self._rng)
+        log.warning("episode %s: transient failure (%s); running it again in %.1f s", spec.key, cause, delay)
+        return delay
 
     def wait_for_workers(self) -> list[str]:
         """Probe until no worker is down (each comes back or is given up); returns their states."""
@@ -154,10 +193,13 @@ class EpisodeScheduler:
         for i in self.health.probes_due(now):
             self._probes[self.workers[i].pid.remote()] = i
 
-    def _wait_one(self, refs: list[ray.ObjectRef]) -> ray.ObjectRef | None:
-        """The first of ``refs`` or of the probes to finish, or None when a probe falls due first."""
+    def _wait_one(self, refs: list[ray.ObjectRef], due: float | None = None) -> ray.ObjectRef | None:
+        """The first of ``refs`` or of the probes to finish, or None when a probe (or ``due``, a retry) falls due first."""
         waiting = [*refs, *self._probes]
-        timeout = self.health.seconds_to_next_probe(time.monotonic())
+        now = time.monotonic()
+        timeout = self.health.seconds_to_next_probe(now)
+        if due is not None:
+            timeout = max(0.0, due - now) if timeout is None else min(timeout, max(0.0, due - now))
         if not waiting:  # only backoff delays are left
             time.sleep(timeout if timeout is not None else self.health.backoff_s[0])
             return None

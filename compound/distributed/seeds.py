@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 from compound.config import RunConfig, dump_config
 from compound.distributed.driver import run_class
 from compound.distributed.runtime import init_ray
+from compound.resume import finished, last_summary
 from compound.rundir import RunDir, atomic_write_bytes, held_out_outcomes
 from compound.seed_summary import plot_seeds, seeds_markdown, summarize_seeds
 
@@ -43,28 +44,6 @@ def seed_configs(cfg: RunConfig) -> dict[int, RunConfig]:
     return {s: cfg.model_copy(update={"seed": s, "seeds": 1}) for s in range(cfg.seed, cfg.seed + cfg.seeds)}
 
 
-def _last_summary(run_dir: Path) -> dict[str, Any] | None:
-    """The ``summary`` record a finished run appends last to metrics.jsonl; None if the run did not finish."""
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return None
-    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    try:
-        last = json.loads(lines[-1]) if lines else None
-    except json.JSONDecodeError:  # a run that died mid-line did not finish
-        return None
-    return last if last and last.get("event") == "summary" else None
-
-
-def finished(run_dir: str | Path, cfg: RunConfig) -> bool:
-    """Whether ``run_dir`` holds a run that ran to its summary under exactly ``cfg`` (nothing left to resume)."""
-    run_dir = Path(run_dir)
-    config = run_dir / "config.yaml"
-    if _last_summary(run_dir) is None or not config.is_file() or not (run_dir / "trajectories.parquet").is_file():
-        return False
-    return config.read_text(encoding="utf-8") == dump_config(cfg)
-
-
 def seed_record(seed: int, run_dir: str | Path) -> dict[str, Any]:
     """What seeds.json says of one seed, read from its finished run directory.
 
@@ -76,7 +55,7 @@ def seed_record(seed: int, run_dir: str | Path) -> dict[str, Any]:
     rows = pq.read_table(run_dir / "trajectories.parquet", columns=["phase", "success"]).to_pylist()
     train = [bool(r["success"]) for r in rows if r["phase"] == "train"]
     outcomes = held_out_outcomes(run_dir)
-    summary = _last_summary(run_dir) or {}
+    summary = last_summary(run_dir) or {}
     return {
         "seed": seed,
         "run_dir": run_dir.name,

@@ -7,7 +7,13 @@ and appends only those, so the bytes it moves grow with what is new, never
 with the store; a chunk is fetched once per worker and shared by every trial
 whose log lists it (a PBT copy moves nothing). Workers embed their own
 successes and push the vectors with them. Environments
-are pooled: one instance per concurrent episode, created on first use.
+are pooled: one instance per concurrent episode, created on first use; an
+instance that raised is closed, not lent again.
+
+An episode that fails by itself (``compound.failures.classify``: its
+environment raised, the endpoint refused the request) comes back as a
+failed attempt carrying its error, and is pushed like any other result; a
+transient failure is raised, for the scheduler to retry after a backoff.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import ray
+from ray.exceptions import RayActorError
 
 from compound.agent import run_episode
 from compound.config import RunConfig
@@ -27,8 +34,9 @@ from compound.curation.chunk_log import Chunk
 from compound.curation.trial_params import agent_for
 from compound.curation.vectors import embed_trajectories
 from compound.distributed.engines import RemoteLLM, engine_kwargs
-from compound.distributed.episodes import EVAL_NONE, EpisodeSpec, episode_temperature
+from compound.distributed.episodes import EVAL_NONE, EpisodeSpec, episode_temperature, failed_attempt
 from compound.envs import Env, load_plugins, make
+from compound.failures import CuratorLost, classify, describe
 from compound.types import ExampleSet, Trajectory
 from compound.distributed.runtime import quiet_actor_logging
 
@@ -50,6 +58,14 @@ class EnvPool:
 
     def release(self, env: Env) -> None:
         self._idle.append(env)
+
+    def discard(self, env: Env) -> None:
+        """Close an instance that raised instead of lending it again: its state is unknown."""
+        self._all.remove(env)
+        try:
+            env.close()
+        except Exception:  # it is already broken; the next episode gets a fresh one
+            pass
 
     def close(self) -> None:
         for env in self._all:
@@ -101,7 +117,7 @@ class AgentWorker:
         async with self._fetch_lock:  # concurrent episodes must not apply one chunk twice
             view = self._views.get(trial)
             epoch, have = (view.epoch, view.chunks) if view else (0, 0)
-            delta = await self.curator.delta.remote(trial, epoch, have)
+            delta = await self._ask_curator(self.curator.delta.remote(trial, epoch, have))
             if view is None or delta.epoch != view.epoch:  # first fetch, or the trial's store was replaced by a copy
                 view = self._views[trial] = _TrialView(FlexRetriever.empty(self.embedder), delta.epoch)
             for chunk in await asyncio.gather(*(self._chunk(h) for h in delta.handles)):
@@ -164,15 +180,29 @@ class AgentWorker:
                 max_tokens=cfg.llm.max_tokens,
                 temperature=episode_temperature(cfg.llm, spec),
             )
-        finally:
+        except Exception as exc:
+            self.envs.discard(env)
+            if classify(exc) != "episode":
+                raise  # transient: the scheduler runs it again after a backoff
+            trajectory = failed_attempt(spec, describe(exc), self.llm.model_name)
+        else:
             self.envs.release(env)
         trajectory = trajectory.with_updates(phase=spec.phase)
         if spec.learn:
             vectors = None
             if trajectory.success:  # the worker embeds its own success: the curator only checks and appends
                 (vectors,) = await asyncio.to_thread(embed_trajectories, [trajectory], self.embedder)
-            await self.curator.submit.remote(trajectory, vectors, self.name)
+            await self._ask_curator(self.curator.submit.remote(trajectory, vectors, self.name))
         return trajectory
+
+    async def _ask_curator(self, call: Any) -> Any:
+        try:
+            return await call
+        except RayActorError as exc:  # the run's state is gone with it: say so, not "an episode failed"
+            raise CuratorLost(
+                f"the curator actor died ({type(exc).__name__}); what finished is saved in the run directory, "
+                "and --resume RUN_DIR rebuilds the stores from it exactly"
+            ) from None
 
     async def close(self) -> None:
         self.envs.close()

@@ -17,8 +17,22 @@ Message = Mapping[str, str]
 class LLMError(Exception):
     """A user-facing LLM problem (unreachable endpoint, missing model files).
 
-    The message says what is wrong and how to fix it.
+    The message says what is wrong and how to fix it. ``transient`` says
+    the failure is the moment's (a 503 or 429 past the client's retries, an
+    engine restarting, a refused connection), so the episode is worth
+    running again later; a request the endpoint refused (a 400) is not.
     """
+
+    def __init__(self, message: str = "", *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+    def __reduce__(self):  # keep ``transient`` across pickling (Ray ships errors between processes)
+        return (_rebuild_llm_error, (type(self), str(self), self.transient))
+
+
+def _rebuild_llm_error(cls: type, message: str, transient: bool) -> "LLMError":
+    return cls(message, transient=transient)
 
 
 @dataclass(frozen=True)

@@ -155,7 +155,8 @@ class OpenAIClient:
                 await asyncio.sleep(backoff_delay(attempt, self.backoff_s, self.max_backoff_s, retry_after))
         raise LLMError(
             f"{url} failed after {self.max_retries + 1} tries (last: {last}). Check that the server is running "
-            "and reachable at that address (compound serve / vllm serve), and that it is not overloaded."
+            "and reachable at that address (compound serve / vllm serve), and that it is not overloaded.",
+            transient=True,  # the episode is worth running again later; the scheduler does, with backoff
         )
 
     async def aclose(self) -> None:

@@ -108,7 +108,7 @@ def test_adaptive_resume_replays_the_rounds(ray_session, tmp_path):
     after = read_trajectories(tmp_path / "trajectories.parquet")
     assert sorted(t.id for t in after) == sorted(t.id for t in before)
     assert solutions() == store
-    decisions = [json.loads(line) for line in (tmp_path / "lineage.jsonl").read_text().splitlines()[len(rounds):]]
-    again = [(d["round"], d["retry"], d["strata"], d["stop"]) for d in decisions if d.get("event") == "self_improvement_round"]
-    first = [(d["round"], d["retry"], d["strata"], d["stop"]) for d in map(json.loads, rounds) if d.get("event") == "self_improvement_round"]
-    assert again == first, "the resumed run decided the same rounds"
+    # the resumed run decided the same rounds: each record it made again equals one already there
+    # (a different decision would be a new record), so lineage.jsonl holds every round once
+    assert (tmp_path / "lineage.jsonl").read_text().splitlines() == rounds
+    assert [json.loads(r)["round"] for r in rounds if json.loads(r).get("event") == "self_improvement_round"] == [0, 1]

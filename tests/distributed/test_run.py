@@ -161,7 +161,8 @@ def test_a_dead_worker_s_episodes_are_rerun_exactly_once(ray_session, tmp_path):
 
     import ray
 
-    from compound.distributed.driver import Run, load_tasks
+    from compound.distributed.driver import Run
+    from compound.tasks import load_tasks
     from compound.distributed.episodes import TRAIN, make_spec
 
     cfg = scripted_config(env={"train_tasks": 12}, distributed={"workers": 2, "episodes_per_worker": 2})
@@ -239,7 +240,7 @@ def test_fixed_examples_freeze_the_store_after_k_successes(ray_session, tmp_path
 
 
 def test_sample_tasks_draws_other_tasks_under_other_seeds():
-    from compound.distributed.driver import load_tasks
+    from compound.tasks import load_tasks
 
     def keys(cfg):
         train, held_out = load_tasks(cfg)
