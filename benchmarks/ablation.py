@@ -12,7 +12,10 @@ Variants (overrides of one base config; ``VARIANTS``):
     utility     + exemplar curation and utility-weighted retrieval
     diversity   + cluster-based diversity (final store) and MMR at retrieval
     all         PBT + utility + diversity
-    adaptive    adaptive self-improvement on the operators suite (its own
+    adaptive    adaptive self-improvement (curation.mode: adaptive) on the same
+                tasks and seeds
+    adaptive-operators
+                adaptive self-improvement on the operators suite (its own
                 baseline: that suite's eval/none)
 
 Each (variant, seed) is an ordinary run directory under ``OUT/<variant>/seed-<s>``
@@ -56,7 +59,7 @@ from compound.rundir import held_out_outcomes  # noqa: E402
 from compound.stats import mean_interval, paired_difference, pairs_to_exclude_zero  # noqa: E402
 
 BASELINE = "none"
-ADAPTIVE = "adaptive"
+ADAPTIVE = "adaptive-operators"  # on its own suite, with its own baseline
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "fixed": {"curation": {"fixed_examples": 4}},
@@ -70,6 +73,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
                      "utility_weight": 1.0, "diversity_clusters": 6, "diversity": 0.3},
         "llm": {"train_temperature": 0.3},
     },
+    # adaptive self-improvement on the same tasks and seeds as the others: N samples per task at
+    # cycled temperatures, strata by difficulty, retries of the unsolved (curation.mode: adaptive)
+    "adaptive": {"curation": {"mode": "adaptive", "adaptive": {"samples": 2, "max_rounds": 2}}},
 }
 ORDER = [BASELINE, *VARIANTS, ADAPTIVE]
 
@@ -230,19 +236,35 @@ def table(rows: Sequence[Mapping[str, Any]]) -> str:
 
 
 def plot(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
+    """Two panels: held-out success per variant (mean, 95% interval over seeds, clipped to [0, 1]) and the
+    paired difference from no examples over (seed, task) pairs with its 95% interval, which is the tighter one."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(1.1 * len(rows) + 2, 3.5))
+    names = [r["variant"] for r in rows]
+    colours = ["#999999" if n == BASELINE else "#c07a2c" if n == ADAPTIVE else "#3b75af" for n in names]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(2 * (0.75 * len(rows) + 1.5), 3.8))
     means = [r["success"]["mean"] for r in rows]
-    errs = [(r["success"]["high"] - r["success"]["low"]) / 2 for r in rows]
-    ax.bar(range(len(rows)), means, yerr=errs, capsize=4, color=["#999999" if r["variant"] == BASELINE else "#3b75af" for r in rows])
-    ax.set_xticks(range(len(rows)), [r["variant"] for r in rows], rotation=30, ha="right")
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("held-out success")
-    ax.set_title("curation ablation: mean and 95% interval over seeds")
+    low = [max(0.0, r["success"]["low"]) for r in rows]
+    high = [min(1.0, r["success"]["high"]) for r in rows]
+    left.bar(range(len(rows)), means, color=colours)
+    left.errorbar(range(len(rows)), means, yerr=[[m - lo for m, lo in zip(means, low)], [h - m for m, h in zip(means, high)]],
+                  fmt="none", ecolor="black", capsize=4)
+    left.set_xticks(range(len(rows)), names, rotation=35, ha="right")
+    left.set_ylim(0, 1)
+    left.set_ylabel("held-out success")
+    left.set_title("mean, 95% interval over seeds")
+    paired = [(i, r["vs_none"]["difference"]) for i, r in enumerate(rows) if "vs_none" in r]
+    xs = [i for i, _ in paired]
+    ds = [d["mean"] for _, d in paired]
+    right.axhline(0, color="black", linewidth=0.8)
+    right.errorbar(xs, ds, yerr=[[d["mean"] - d["low"] for _, d in paired], [d["high"] - d["mean"] for _, d in paired]],
+                   fmt="o", color="#3b75af", capsize=4)
+    right.set_xticks(range(len(rows)), names, rotation=35, ha="right")
+    right.set_ylabel("success minus no examples")
+    right.set_title("paired per (seed, task), 95% interval")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
