@@ -349,6 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "scale": args.scale, "seeds": seeds, "variants": variants, "rows": rows, "skipped": skipped,
         "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count()},
         "wall_s_this_invocation": round(time.time() - started, 1),
+        "wall_s_all_runs": round(sum(c["wall_s"] for by_seed in costs.values() for c in by_seed.values()), 1),  # over resumes too
     }, indent=2))
     plot(rows, args.out / "ablation.png")
     print(f"wrote {args.out / 'ablation.json'} and {args.out / 'ablation.png'}")
