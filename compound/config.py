@@ -187,6 +187,11 @@ class DistributedConfig(_Section):
     connect_timeout_s: float = Field(
         30.0, gt=0.0, description="How long to wait for distributed.address (or RAY_ADDRESS) to answer before failing."
     )
+    checkpoint_uri: str | None = Field(
+        None,
+        description="Where the curator checkpoints every call it accepts, so Ray can restart it in place: a folder or a "
+        "pyarrow.fs URI (s3://bucket/path, gs://...) every node can reach; default: the run directory's curator/ folder.",
+    )
     resource_timeout_s: float = Field(
         300.0, gt=0.0,
         description="How long to wait for the engines' GPUs (a placement group) before failing with what was asked for.",

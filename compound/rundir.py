@@ -99,17 +99,20 @@ def _ends_mid_line(path: Path) -> bool:
 
 #: Fields that name what a record is about; a record with a segment or round is identified by them alone.
 _PLACE = ("event", "segment", "round", "trial", "phase")
+#: Records a run writes once; a resume that recomputes one (the final store's utilities) keeps the first.
+_ONCE_PER_RUN = {"final_store"}
 
 
 def _identity(record: dict[str, Any]) -> str:
     """What makes two records the same record.
 
-    A segment's or a round's record is about that segment or round: the
-    first one written stands, since a resume recomputes some of its figures
-    (online exemplar Q) from the saved trajectories in another order. Any
+    A segment's or a round's record is about that segment or round, and the
+    final store's is about the run: the first one written stands, since a
+    resume recomputes some of their figures (online exemplar Q) from the
+    saved trajectories in another order. Any
     other record is its content without its timings.
     """
-    if "segment" in record or "round" in record:
+    if "segment" in record or "round" in record or record.get("event") in _ONCE_PER_RUN:
         kept = {k: record[k] for k in _PLACE if k in record}
     else:
         kept = {k: v for k, v in record.items() if k != "time" and not k.endswith("_s")}

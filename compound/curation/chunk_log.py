@@ -33,13 +33,16 @@ This module holds state but no Ray: handles are opaque (``put``'s return).
 from __future__ import annotations
 
 import itertools
+import secrets
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from compound.curation.vectors import TrajectoryVectors
 from compound.types import Trajectory
 
-_EPOCHS = itertools.count(1)
+# Process-unique epochs that a restarted curator (a new process) does not repeat, so a worker
+# never mistakes a rebuilt log for the one it was reading.
+_EPOCHS = itertools.count(secrets.randbits(40) << 12 | 1)
 
 
 @dataclass(frozen=True)

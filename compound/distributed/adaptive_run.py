@@ -21,7 +21,6 @@ import time
 from collections import Counter
 from typing import Any
 
-import ray
 
 from compound.curation.adaptive import after_round, sample_temperatures
 from compound.curation.strata import Strata, demonstrations
@@ -36,15 +35,15 @@ class AdaptiveRun(Run):
 
     def _distinct_passes(self) -> dict[str, int]:
         """Per task, the verified solutions the (deduplicated) store holds."""
-        (snapshot,) = ray.get(self.curator.snapshots.remote())
+        (snapshot,) = self.ask_curator("snapshots")
         return dict(Counter(t.task_key for t in snapshot.trajectories if t.success))
 
     def _demonstrations(self, strata: Strata | None, level: int) -> list:
         """The frozen example set of the ``level`` hardest-won strata's solutions (``[ref]``)."""
         tasks = set(demonstrations(strata, level)) if strata is not None and level else set()
-        (snapshot,) = ray.get(self.curator.snapshots.remote())
+        (snapshot,) = self.ask_curator("snapshots")
         chosen = [t for t in snapshot.trajectories if t.success and t.task_key in tasks]
-        return ray.get(self.curator.build_store.remote(chosen))
+        return self.ask_curator("build_store", chosen)
 
     def train(self, tasks: list[Task]) -> list[dict[str, Any]]:
         cfg = self.cfg
@@ -65,7 +64,7 @@ class AdaptiveRun(Run):
             ]
             saved = [t for t in map(self.dir.get, (s.key for s in specs)) if t is not None]
             if saved:  # resume: the store replays round by round, so the decisions do too
-                ray.get(self.curator.submit_many.remote(saved))
+                self.ask_curator("submit_many", saved, op_id=f"round-{index}:submit_many")
             shown = self._demonstrations(strata, level)
             results = self._run_specs(specs, f"round {index + 1}: {len(retry)} tasks x {ad.samples} samples", frozen=shown)
             for key in retry:
@@ -75,7 +74,7 @@ class AdaptiveRun(Run):
                 round_index=index, tasks=self.stream, sampled=retry, samples=samples, distinct_passes=distinct,
                 solved_before=solved, level=level, n_strata=ad.strata, max_rounds=ad.max_rounds,
             )
-            collapsed = ray.get(self.curator.take_collapsed.remote())[0]
+            collapsed = self.ask_curator("take_collapsed", op_id=f"round-{index}:take_collapsed")[0]
             lineage = {**outcome.to_record(), "distinct_solutions": sum(distinct.values()), "collapsed": collapsed}
             self.dir.append_jsonl("lineage.jsonl", lineage)
             record = {

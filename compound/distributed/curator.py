@@ -18,6 +18,17 @@ kept as data but not published; the driver logs these collapses per
 segment so a replay skips them too. The curator embeds only on resume (``submit_many`` of saved trajectories,
 which carry no vectors). The actor runs one call at a time: the stores are
 not thread-safe, and every call is short.
+
+Fault tolerance: every call that changes the curator is applied, then
+written to its checkpoint (``compound.curation.op_log``: one Arrow file per
+call, in order, on any ``pyarrow.fs`` filesystem), and only then
+acknowledged. Ray restarts a killed curator with the same constructor
+arguments, and ``__init__`` replays the checkpoint, which rebuilds the same
+stores, logs, utilities and dedup state. Callers retry until acknowledged,
+and nothing is applied twice: a push of a result the curator already holds
+for that attempt key is acknowledged as it is, and a driver call carries an
+``op_id`` whose result is remembered (and replayed). Restarted logs get new
+epochs, so workers refetch rather than mix two incarnations' chunks.
 """
 
 from __future__ import annotations
@@ -31,6 +42,7 @@ from compound.curation import ExperienceStore, make_embedder
 from compound.curation.chunk_log import Delta, StoreLog
 from compound.curation.errors import CurationError
 from compound.curation.insert_dedup import InsertDedup
+from compound.curation.op_log import Op, OpLog
 from compound.curation.segment_pass import segment_pass
 from compound.curation.utility import OnlineUtility
 from compound.curation.vectors import TrajectoryVectors
@@ -41,7 +53,7 @@ from compound.types import ExampleSet, Trajectory
 @ray.remote
 class Curator:
     def __init__(self, trials: int, embedder: str, *, dedup: bool = False, dedup_threshold: float | None = None,
-                 code_envs: tuple[str, ...] = (), fixed: int = 0) -> None:
+                 code_envs: tuple[str, ...] = (), fixed: int = 0, checkpoint: str | None = None, run: str = "") -> None:
         quiet_actor_logging()
         self.embedder = make_embedder(embedder)
         self.dedup = [InsertDedup(threshold=dedup_threshold, code_envs=code_envs) if dedup else None for _ in range(trials)]
@@ -51,6 +63,51 @@ class Curator:
         self.utility = OnlineUtility()  # exemplar Q over every training episode, updated as they arrive
         self.fixed = fixed  # curation.fixed_examples: the first k successes, then the store is frozen
         self.fixed_ids: list[set[str]] = [set() for _ in range(trials)]
+        self.last: dict[tuple, Trajectory] = {}  # per attempt key, the result last accepted (a retried push is acked, not reapplied)
+        self.results: dict[str, Any] = {}  # per driver op id, its result (a retried call is answered, not reapplied)
+        self.oplog = OpLog(checkpoint, run) if checkpoint else None
+        self.replayed = 0
+        if self.oplog is not None:  # a restart: Ray called __init__ again with the same arguments
+            for op in self.oplog.replay():
+                self._apply(op)
+                self.replayed += 1
+
+    # -- the checkpoint ------------------------------------------------------
+    def _apply(self, op: Op) -> Any:
+        """Apply one accepted call (live, after it is checked; or replayed from the checkpoint)."""
+        a = op.args
+        if op.name == "submit":
+            (t,), (v,) = op.trajectories, op.vectors
+            out = self._submit(t, v, a.get("worker", ""))
+        elif op.name == "submit_many":
+            out = self._submit_many(list(op.trajectories))
+        elif op.name == "copy_store":
+            out = self._copy_store(a["source"], a["target"])
+        elif op.name == "segment_pass":
+            out = self._segment_pass(a["segment"], a["n_clusters"], a["max_store"], a["seed"])
+        elif op.name == "apply_evictions":
+            out = self._apply_evictions(a["evictions"])
+        elif op.name == "take_collapsed":
+            out = self._take_collapsed()
+        else:
+            raise CurationError(f"curator checkpoint: unknown op {op.name!r}")
+        if a.get("op_id"):
+            self.results[a["op_id"]] = out
+        return out
+
+    def _accept(self, op: Op) -> Any:
+        """Apply ``op``, then write it to the checkpoint: a call is acknowledged only once a restart would replay it."""
+        op_id = op.args.get("op_id")
+        if op_id and op_id in self.results:  # the driver retried a call that had been applied before a restart
+            return self.results[op_id]
+        out = self._apply(op)
+        if self.oplog is not None:
+            self.oplog.append(op)
+        return out
+
+    def checkpoint_info(self) -> dict[str, Any]:
+        """Where the checkpoint is, how many calls it holds, and how many this incarnation replayed at start."""
+        return {"uri": self.oplog.uri if self.oplog else None, "ops": self.oplog.next if self.oplog else 0, "replayed": self.replayed}
 
     def submit(self, trajectory: Trajectory, vectors: TrajectoryVectors | None = None, worker: str = "") -> int:
         """Add a finished training trajectory to its trial (same attempt key: replaces); returns the log version.
@@ -59,20 +116,30 @@ class Curator:
         refused with a ``CurationError`` naming the worker, and nothing else
         of the store changes.
         """
+        if self.last.get(trajectory.attempt_key) == trajectory:  # a push retried after a restart, already accepted
+            return self.logs[trajectory.trial].version
+        return self._accept(Op("submit", {"worker": worker}, (trajectory,), (vectors,)))
+
+    def _submit(self, trajectory: Trajectory, vectors: TrajectoryVectors | None, worker: str) -> int:
         given = {trajectory.id: vectors} if vectors is not None else None
         try:
             self.stores[trajectory.trial].add([trajectory], vectors=given)
         except CurationError as exc:
             raise CurationError(f"refused a trajectory from worker {worker or '?'}: {exc}") from None
         self.utility.observe(trajectory)
+        self.last[trajectory.attempt_key] = trajectory
         return self._publish(trajectory)
 
-    def submit_many(self, trajectories: list[Trajectory]) -> None:
+    def submit_many(self, trajectories: list[Trajectory], op_id: str = "") -> None:
         """Saved trajectories (resume): embedded here, since they carry no vectors."""
+        return self._accept(Op("submit_many", {"op_id": op_id}, tuple(trajectories)))
+
+    def _submit_many(self, trajectories: list[Trajectory]) -> None:
         for trial in {t.trial for t in trajectories}:
             self.stores[trial].add([t for t in trajectories if t.trial == trial])
         for t in trajectories:
             self.utility.observe(t)
+            self.last[t.attempt_key] = t
             self._publish(t)
 
     def _publish(self, t: Trajectory) -> int:
@@ -106,8 +173,11 @@ class Curator:
         """The chunk handles a reader holding ``have`` chunks of ``epoch`` lacks (all of them after a copy)."""
         return self.logs[trial].delta(epoch, have)
 
-    def copy_store(self, source: int, target: int) -> int:
+    def copy_store(self, source: int, target: int, op_id: str = "") -> int:
         """Trial-level selection: ``target``'s database becomes a copy of ``source``'s (same chunks)."""
+        return self._accept(Op("copy_store", {"source": source, "target": target, "op_id": op_id}))
+
+    def _copy_store(self, source: int, target: int) -> int:
         self.stores[target].replace_contents(self.stores[source])
         self.logs[target].copy_from(self.logs[source])
         if self.dedup[source] is not None:
@@ -115,21 +185,28 @@ class Curator:
         self.fixed_ids[target] = set(self.fixed_ids[source])
         return self.logs[target].version
 
-    def segment_pass(self, segment: int, n_clusters: int, max_store: int | None | list, seed: int) -> dict[str, Any]:
+    def segment_pass(self, segment: int, n_clusters: int, max_store: int | None | list, seed: int, op_id: str = "") -> dict[str, Any]:
         """Coverage and the budget at a segment end (``curation.segment_pass``); applies its evictions."""
+        args = {"segment": segment, "n_clusters": n_clusters, "max_store": max_store, "seed": seed, "op_id": op_id}
+        return self._accept(Op("segment_pass", args))
+
+    def _segment_pass(self, segment: int, n_clusters: int, max_store: int | None | list, seed: int) -> dict[str, Any]:
         utilities = self.utility.utilities()
         record = segment_pass(
             [s.snapshot() for s in self.stores], utilities,
             n_clusters=n_clusters, max_store=max_store, segment=segment, seed=seed,
         )
-        self.apply_evictions(record["evict"])
+        self._apply_evictions(record["evict"])
         q = {tid: u.q for tid, u in utilities.items()}
         for log in self.logs:  # workers learn the new Q with their next delta (retrieval may weight by it)
             log.set_utilities(q)
         return record
 
-    def apply_evictions(self, evictions: dict[str, list[str]]) -> None:
+    def apply_evictions(self, evictions: dict[str, list[str]], op_id: str = "") -> None:
         """Evicted ids stop being retrievable in the store and in its log (a replay applies the same)."""
+        return self._accept(Op("apply_evictions", {"evictions": evictions, "op_id": op_id}))
+
+    def _apply_evictions(self, evictions: dict[str, list[str]]) -> None:
         for trial, ids in evictions.items():
             self.stores[int(trial)].evict(ids)
             for tid in ids:
@@ -141,8 +218,11 @@ class Curator:
     def stats(self) -> list[dict[str, Any]]:
         return [{**s.stats(), "chunks": len(log.handles), "log_version": log.version} for s, log in zip(self.stores, self.logs)]
 
-    def take_collapsed(self) -> list[dict[str, str]]:
+    def take_collapsed(self, op_id: str = "") -> list[dict[str, str]]:
         """Per trial, the successes dedup collapsed since the last call (id -> kept id); for lineage."""
+        return self._accept(Op("take_collapsed", {"op_id": op_id}))
+
+    def _take_collapsed(self) -> list[dict[str, str]]:
         out, self.collapsed = self.collapsed, [{} for _ in self.collapsed]
         return out
 

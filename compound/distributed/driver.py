@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import ray
+from ray.exceptions import RayActorError
 from tqdm import tqdm
 
 from compound.config import RunConfig, dump_config
@@ -44,7 +45,8 @@ from compound.distributed.episodes import EVAL_NONE, EVAL_STORE, EVAL_TRIAL, TRA
 from compound.distributed.runtime import init_ray
 from compound.distributed.scheduler import EpisodeScheduler
 from compound.distributed.worker import AgentWorker
-from compound.failures import FailureBudget
+from compound.curation.op_log import OpLog
+from compound.failures import CuratorLost, FailureBudget, retry_delay
 from compound.tasks import load_tasks
 from compound.replay import canonical_order
 from compound.report import write_report
@@ -109,10 +111,14 @@ class Run:
         self.model_name = model_name
         # one call at a time: the stores it holds are not thread-safe
         prefix = actor_prefix(self.dir.path)
-        self.curator = Curator.options(num_cpus=0, name=f"{prefix}-curator").remote(
+        # restarted by Ray when killed; it rebuilds itself from its checkpoint (every accepted call, in order).
+        # A new incarnation of the driver (a --resume) starts it empty and replays the saved segments itself.
+        checkpoint = f"{cfg.distributed.checkpoint_uri or self.dir.path / 'curator'}/{prefix}"
+        OpLog(checkpoint, prefix).clear()
+        self.curator = Curator.options(num_cpus=0, name=f"{prefix}-curator", max_restarts=-1).remote(
             cfg.curation.trials, cfg.curation.embedder, dedup=cfg.curation.dedup,
             dedup_threshold=cfg.curation.dedup_threshold, code_envs=(cfg.env.id,) if self.code_actions else (),
-            fixed=cfg.curation.fixed_examples,
+            fixed=cfg.curation.fixed_examples, checkpoint=checkpoint, run=prefix,
         )
         self.workers = [
             AgentWorker.options(
@@ -125,6 +131,25 @@ class Run:
             self.workers, cfg.distributed.episodes_per_worker, cfg.distributed.max_episode_retries,
             max_transient_retries=cfg.distributed.max_transient_retries,
         )
+
+    def ask_curator(self, method: str, *args: Any, op_id: str = "", timeout_s: float = 300.0) -> Any:
+        """Call the curator, waiting out a restart (Ray restarts it; it replays its checkpoint).
+
+        A call that changes the curator carries an ``op_id``, so one retried
+        after a restart that had already applied it is answered, not applied twice.
+        """
+        kwargs = {"op_id": op_id} if op_id else {}
+        deadline, attempt = time.monotonic() + timeout_s, 0
+        while True:
+            try:
+                return ray.get(getattr(self.curator, method).remote(*args, **kwargs))
+            except RayActorError as exc:
+                if time.monotonic() > deadline:
+                    raise CuratorLost(f"the curator did not come back within {timeout_s:.0f} s ({type(exc).__name__}); "
+                                      "what finished is saved: continue with --resume RUN_DIR") from None
+                log.warning("the curator is unavailable (%s); waiting for its restart", type(exc).__name__)
+                time.sleep(retry_delay(attempt, 0.2, 5.0))  # a restart takes seconds: back off, do not spin
+                attempt += 1
 
     def release(self) -> None:
         """Close and kill this run's actors and free its placement groups.
@@ -183,16 +208,17 @@ class Run:
             ]
             saved = [t for t in map(self.dir.get, (s.key for s in specs)) if t is not None]
             if saved:  # resume: rebuild the stores segment by segment, so selection replays exactly
-                ray.get(self.curator.submit_many.remote(saved))
+                self.ask_curator("submit_many", saved, op_id=f"segment-{index}:submit_many")
             results = self._run_specs(specs, f"train segment {index + 1} (tasks {lo + 1}-{hi})")
             by_trial = [[r for r in results if r.trial == t] for t in range(trials)]
             scores = [success_rate(rs) for rs in by_trial]
-            stats = ray.get(self.curator.stats.remote())
+            stats = self.ask_curator("stats")
             sizes = [s.get("retrievable", 0) for s in stats]
-            collapsed = ray.get(self.curator.take_collapsed.remote())
-            curation = ray.get(self.curator.segment_pass.remote(
-                index, cfg.curation.coverage_clusters, [p.get("store_budget", cfg.curation.max_store) for p in self.params], cfg.seed
-            ))
+            collapsed = self.ask_curator("take_collapsed", op_id=f"segment-{index}:take_collapsed")
+            curation = self.ask_curator(
+                "segment_pass", index, cfg.curation.coverage_clusters,
+                [p.get("store_budget", cfg.curation.max_store) for p in self.params], cfg.seed, op_id=f"segment-{index}:pass",
+            )
             record = {
                 "event": "segment",
                 "segment": index,
@@ -218,7 +244,7 @@ class Run:
             if trials > 1 and cfg.curation.selection != "none" and hi < len(tasks):
                 decision = self._select(scores, index)
                 for pair in decision["exploit"]:
-                    ray.get(self.curator.copy_store.remote(pair["source"], pair["target"]))
+                    self.ask_curator("copy_store", pair["source"], pair["target"], op_id=f"segment-{index}:copy-{pair['target']}")
                 self.params = [dict(p) for p in decision["params_after"]]
                 self.dir.append_jsonl("lineage.jsonl", decision)
             self.dir.checkpoint()
@@ -238,7 +264,7 @@ class Run:
     def final_store(self) -> tuple[list, int]:
         """Build the frozen store that evaluation runs against; save every store."""
         cfg = self.cfg
-        snapshots = ray.get(self.curator.snapshots.remote())
+        snapshots = self.ask_curator("snapshots")
         self.final_snapshots = snapshots
         # canonical order everywhere: arrival order at the curator and completion order
         # in the run directory are races, and a resumed run must choose as an uninterrupted one
@@ -255,7 +281,7 @@ class Run:
             seed=cfg.seed,
         )
         self.dir.append_jsonl("lineage.jsonl", decision)
-        refs = ray.get(self.curator.build_store.remote(chosen))
+        refs = self.ask_curator("build_store", chosen)
         write_trajectories(self.dir.store_path("final"), chosen)
         return refs, len(chosen)
 
@@ -276,7 +302,7 @@ class Run:
         if cfg.eval.per_trial and cfg.curation.trials > 1 and cfg.agent.examples != "none":
             for snapshot in self.final_snapshots:  # each trial as it ended: its store and its hyper-parameters
                 i = snapshot.trial
-                refs = ray.get(self.curator.build_store.remote(list(snapshot.trajectories)))
+                refs = self.ask_curator("build_store", list(snapshot.trajectories))
                 specs = [make_spec(cfg.seed, EVAL_TRIAL, i, task, params=self.params[i]) for task in tasks]
                 out = self._run_specs(specs, f"evaluate trial {i}", frozen=refs)
                 results[f"{EVAL_TRIAL}-{i}"] = success_rate(out)

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import ray
-from ray.exceptions import RayActorError
+from ray.exceptions import ObjectLostError, RayActorError
 
 from compound.agent import run_episode
 from compound.config import RunConfig
@@ -36,7 +37,7 @@ from compound.curation.vectors import embed_trajectories
 from compound.distributed.engines import RemoteLLM, engine_kwargs
 from compound.distributed.episodes import EVAL_NONE, EpisodeSpec, episode_temperature, failed_attempt
 from compound.envs import Env, load_plugins, make
-from compound.failures import CuratorLost, classify, describe
+from compound.failures import CuratorLost, classify, describe, retry_delay
 from compound.types import ExampleSet, Trajectory
 from compound.distributed.runtime import quiet_actor_logging
 
@@ -115,16 +116,25 @@ class AgentWorker:
     async def _retriever_for_trial(self, trial: int) -> Retriever:
         """The trial's retriever, brought up to the curator's latest version by applying only the new chunks."""
         async with self._fetch_lock:  # concurrent episodes must not apply one chunk twice
-            view = self._views.get(trial)
-            epoch, have = (view.epoch, view.chunks) if view else (0, 0)
-            delta = await self._ask_curator(self.curator.delta.remote(trial, epoch, have))
-            if view is None or delta.epoch != view.epoch:  # first fetch, or the trial's store was replaced by a copy
-                view = self._views[trial] = _TrialView(FlexRetriever.empty(self.embedder), delta.epoch)
-            for chunk in await asyncio.gather(*(self._chunk(h) for h in delta.handles)):
-                view.retriever.extend(delta.version, chunk.trajectories, chunk.vectors, chunk.removed, chunk.utilities)
-            view.chunks = delta.start + len(delta.handles)
-            view.retriever.version = delta.version
-            return view.retriever
+            for tries_left in range(3, -1, -1):
+                view = self._views.get(trial)
+                epoch, have = (view.epoch, view.chunks) if view else (0, 0)
+                delta = await self._ask_curator(lambda: self.curator.delta.remote(trial, epoch, have))
+                if view is None or delta.epoch != view.epoch:  # first fetch, a copy, or a restarted curator
+                    view = self._views[trial] = _TrialView(FlexRetriever.empty(self.embedder), delta.epoch)
+                try:
+                    chunks = await asyncio.gather(*(self._chunk(h) for h in delta.handles))
+                except ObjectLostError:  # put by a curator that died since: start over from its successor's log
+                    self._views.pop(trial, None)
+                    self._chunks.clear()
+                    if not tries_left:
+                        raise
+                    continue
+                for chunk in chunks:
+                    view.retriever.extend(delta.version, chunk.trajectories, chunk.vectors, chunk.removed, chunk.utilities)
+                view.chunks = delta.start + len(delta.handles)
+                view.retriever.version = delta.version
+                return view.retriever
 
     async def _chunk(self, ref: ray.ObjectRef) -> Chunk:
         """A chunk by handle; fetched once per worker, then shared by every trial that lists it."""
@@ -192,17 +202,28 @@ class AgentWorker:
             vectors = None
             if trajectory.success:  # the worker embeds its own success: the curator only checks and appends
                 (vectors,) = await asyncio.to_thread(embed_trajectories, [trajectory], self.embedder)
-            await self._ask_curator(self.curator.submit.remote(trajectory, vectors, self.name))
+            await self._ask_curator(lambda: self.curator.submit.remote(trajectory, vectors, self.name))
         return trajectory
 
-    async def _ask_curator(self, call: Any) -> Any:
-        try:
-            return await call
-        except RayActorError as exc:  # the run's state is gone with it: say so, not "an episode failed"
-            raise CuratorLost(
-                f"the curator actor died ({type(exc).__name__}); what finished is saved in the run directory, "
-                "and --resume RUN_DIR rebuilds the stores from it exactly"
-            ) from None
+    async def _ask_curator(self, call: Callable[[], Any], timeout_s: float = 300.0) -> Any:
+        """``call()`` (a curator method's ``.remote``), retried while Ray restarts the curator from its checkpoint.
+
+        A push is idempotent (the curator acknowledges a result it already
+        holds without applying it again), so retrying until acknowledged
+        neither loses nor doubles it.
+        """
+        deadline, attempt = time.monotonic() + timeout_s, 0
+        while True:
+            try:
+                return await call()
+            except RayActorError as exc:
+                if time.monotonic() > deadline:
+                    raise CuratorLost(
+                        f"the curator actor died and did not come back within {timeout_s:.0f} s ({type(exc).__name__}); "
+                        "what finished is saved in the run directory, and --resume RUN_DIR rebuilds the stores from it exactly"
+                    ) from None
+                await asyncio.sleep(retry_delay(attempt, 0.2, 5.0))
+                attempt += 1
 
     async def close(self) -> None:
         self.envs.close()

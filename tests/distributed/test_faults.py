@@ -174,7 +174,8 @@ def test_a_killed_engine_s_episodes_are_retried_and_end_as_without_the_kill(ray_
 
 def _lineage_without_timings(path):
     records = [json.loads(line) for line in path.read_text().splitlines()]
-    return [{k: v for k, v in r.items() if k != "time" and not k.endswith("_s")} for r in records]
+    racy = {"time", "utilities", "prior", "mean_q"}  # exemplar Q: which examples an episode saw is a race between live runs
+    return [{k: v for k, v in r.items() if k not in racy and not k.endswith("_s")} for r in records]
 
 
 def test_kill_9_of_the_driver_then_resume_ends_as_an_uninterrupted_run(tmp_path):
@@ -184,8 +185,9 @@ def test_kill_9_of_the_driver_then_resume_ends_as_an_uninterrupted_run(tmp_path)
     in order), the same lineage and a metrics file without repeated records
     as an uninterrupted run of the same config and seed. (Figures that depend
     on which examples an episode happened to see, such as online exemplar Q,
-    are a race between any two live runs, so only the records' events are
-    compared in metrics.jsonl.) Real processes:
+    are a race between any two live runs, so they are left out of the
+    lineage comparison and only the records' events are compared in
+    metrics.jsonl.) Real processes:
     each run is ``python -m compound.cli`` with its own local Ray; the
     scripted TEST-DOUBLE engine makes the outcomes depend on seeds alone.
     """
@@ -233,11 +235,14 @@ def test_kill_9_of_the_driver_then_resume_ends_as_an_uninterrupted_run(tmp_path)
     assert metrics == [json.loads(line)["event"] for line in (clean / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_a_killed_curator_stops_the_run_naming_it_and_the_way_back(ray_session, tmp_path):
-    """SIGKILL the curator's process: the run stops with an error that names the curator and --resume.
+def test_a_killed_curator_restarts_from_its_checkpoint_and_the_run_goes_on(ray_session, tmp_path):
+    """SIGKILL the curator's process mid-segment: Ray restarts it, it replays its checkpoint, nothing is lost or doubled.
 
-    The curator is not yet restarted and rebuilt in place (issue 9, item 1); that --resume then
-    rebuilds the stores exactly is what the driver kill test checks.
+    Workers' pushes that met the dead curator are retried until acknowledged
+    (a push it already holds is acknowledged, not applied again), so the
+    restarted curator holds exactly one result per attempt key, and its store
+    equals an uninterrupted run's (the scripted double's outcomes depend on
+    seeds alone).
     """
     import os
     import signal
@@ -246,20 +251,33 @@ def test_a_killed_curator_stops_the_run_naming_it_and_the_way_back(ray_session, 
 
     from compound.distributed.driver import Run
     from compound.distributed.episodes import TRAIN, make_spec
-    from compound.distributed.scheduler import EpisodeFailed
-    from compound.failures import CuratorLost
     from compound.tasks import load_tasks
     from tests.distributed.test_run import scripted_config
 
-    cfg = scripted_config(env={"train_tasks": 4}, distributed={"workers": 1, "episodes_per_worker": 2})
+    cfg = scripted_config(env={"train_tasks": 10}, distributed={"workers": 2, "episodes_per_worker": 2})
     tasks, _ = load_tasks(cfg)
-    run = Run(cfg, tmp_path, progress=False)
-    run._start_actors()
-    try:
-        os.kill(ray.get(run.curator.pid.remote()), signal.SIGKILL)
-        with pytest.raises(EpisodeFailed) as info:
-            list(run.scheduler.run([make_spec(0, TRAIN, 0, task) for task in tasks]))
-    finally:
-        run.release()
-    cause = info.value.error.cause
-    assert isinstance(cause, CuratorLost) and "the curator actor died" in str(cause) and "--resume" in str(cause)
+    specs = [make_spec(0, TRAIN, 0, task) for task in tasks]
+
+    def run_once(kill: bool):
+        run = Run(cfg, tmp_path / ("killed" if kill else "uninterrupted"), progress=False)
+        run._start_actors()
+        victim = run.ask_curator("pid")
+        results = []
+        try:
+            for trajectory in run.scheduler.run(specs):
+                if kill and len(results) == 2:
+                    os.kill(victim, signal.SIGKILL)  # a dead process, not a polite ray.kill
+                results.append(trajectory)
+            stats = run.ask_curator("stats")[0]
+            store = sorted(t.id for t in run.ask_curator("snapshots")[0].trajectories)
+            return results, stats, store, run.ask_curator("pid") != victim, run.ask_curator("checkpoint_info")
+        finally:
+            run.release()
+
+    _, clean_stats, clean_store, _, _ = run_once(kill=False)
+    results, stats, store, restarted, info = run_once(kill=True)
+    keys = [t.attempt_key for t in results]
+    assert len(keys) == len(set(keys)) and sorted(keys) == sorted(s.key for s in specs), "lost or duplicated episodes"
+    assert restarted and info["replayed"] >= 2, "the curator came back in a new process and replayed what it had accepted"
+    assert stats["attempts"] == len(specs), "exactly one result per attempt key, none lost in the crash"
+    assert store == clean_store and stats["retrievable"] == clean_stats["retrievable"]

@@ -1,0 +1,63 @@
+"""The curator's checkpoint (compound.curation.op_log): what is written is what is replayed; damage is refused, named."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from compound.curation.errors import CurationError
+from compound.curation.op_log import Op, OpLog
+from compound.curation.vectors import TrajectoryVectors
+from compound.types import Step, Trajectory
+
+
+def trajectory(i: int) -> Trajectory:
+    return Trajectory(id=f"t{i}", env_id="twx/coin", task_id=str(i), split="train", goal="find the coin", category="coin",
+                      plan="look", steps=(Step(observation="a room", action="take coin"),), success=True, terminated=True,
+                      truncated=False, retrievals=("t0",))
+
+
+def vectors(seed: int) -> TrajectoryVectors:
+    rng = np.random.default_rng(seed)
+    return TrajectoryVectors(*(rng.standard_normal(s).astype(np.float32) for s in [(8,), (8,), (1, 8), (1, 8)]))
+
+
+def test_ops_replay_in_order_with_their_trajectories_and_vectors(tmp_path):
+    log = OpLog(str(tmp_path / "ckpt"), run="run-a")
+    v = vectors(1)
+    log.append(Op("submit", {"worker": "w0"}, (trajectory(1),), (v,)))
+    log.append(Op("copy_store", {"source": 0, "target": 1, "op_id": "segment-0:copy-1"}))
+    log.append(Op("submit_many", {"op_id": "x"}, (trajectory(2), trajectory(3))))
+    ops = list(OpLog(str(tmp_path / "ckpt"), run="run-a").replay())  # a restarted curator opens it anew
+    assert [o.name for o in ops] == ["submit", "copy_store", "submit_many"]
+    assert ops[0].trajectories == (trajectory(1),) and ops[0].args == {"worker": "w0"}
+    for name in ("key", "plan", "observation", "reasoning"):
+        got, want = getattr(ops[0].vectors[0], name), getattr(v, name)
+        assert got.dtype == want.dtype and np.array_equal(got, want)
+    assert ops[1].args["target"] == 1 and ops[1].trajectories == ()
+    assert ops[2].vectors == (None, None)
+    assert OpLog(str(tmp_path / "ckpt"), run="run-a").next == 3
+
+
+def test_a_damaged_file_is_refused_with_its_path(tmp_path):
+    log = OpLog(str(tmp_path), run="r")
+    log.append(Op("take_collapsed", {}))
+    (tmp_path / "000000000.arrow").write_bytes(b"not arrow")
+    with pytest.raises(CurationError, match="000000000.arrow is damaged"):
+        list(log.replay())
+
+
+def test_another_run_s_checkpoint_and_a_gap_are_refused(tmp_path):
+    OpLog(str(tmp_path), run="first").append(Op("take_collapsed", {}))
+    with pytest.raises(CurationError, match="belongs to run 'first', not 'second'"):
+        list(OpLog(str(tmp_path), run="second").replay())
+    (tmp_path / "000000000.arrow").rename(tmp_path / "000000001.arrow")
+    with pytest.raises(CurationError, match="gap"):
+        list(OpLog(str(tmp_path), run="first").replay())
+
+
+def test_clear_starts_over(tmp_path):
+    log = OpLog(str(tmp_path), run="r")
+    log.append(Op("take_collapsed", {}))
+    log.clear()
+    assert list(log.replay()) == [] and log.next == 0
