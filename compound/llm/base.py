@@ -17,8 +17,39 @@ Message = Mapping[str, str]
 class LLMError(Exception):
     """A user-facing LLM problem (unreachable endpoint, missing model files).
 
-    The message says what is wrong and how to fix it.
+    The message says what is wrong and how to fix it. The subclasses below say
+    whose fault a failed request is, so the server can answer with the right
+    HTTP status and callers can tell "retry later" from "this will never work".
+    ``retryable`` is True where the same request may succeed if sent again.
     """
+
+    retryable = False
+
+
+class BadRequest(LLMError):
+    """The request cannot be served as given (bad parameters, prompt longer than the context). HTTP 400."""
+
+
+class Unavailable(LLMError):
+    """The engine cannot take the request now (queue full, recovering, transient failure). HTTP 503."""
+
+    retryable = True
+
+
+class EngineFailed(LLMError):
+    """The engine failed while serving this request; the engine itself is still usable. HTTP 500."""
+
+    retryable = True
+
+
+class EngineDead(EngineFailed):
+    """The engine is gone for good (vLLM's engine core died): its process must be replaced. HTTP 500.
+
+    Not retryable on this engine; ``compound.distributed.engines`` ends the
+    actor on it so that Ray restarts a fresh one.
+    """
+
+    retryable = False
 
 
 @dataclass(frozen=True)
@@ -35,7 +66,7 @@ class Completion:
     completion_tokens: int = 0
     cached_prompt_tokens: int = 0
     latency_s: float = 0.0
-    finish_reason: str = "stop"  # "stop" | "length"
+    finish_reason: str = "stop"  # "stop" | "length"; failures raise instead
 
 
 @runtime_checkable
