@@ -191,24 +191,35 @@ class Recorder:
         for n in cls.body:
             if not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 continue
-            sig = _signature(n, drop_first="staticmethod" not in {_dotted(d) for d in n.decorator_list})
             if n.name == "__init__":
-                rec["init"] = sig["params"]
+                rec["init"] = _signature(n, drop_first=True)["params"]
                 rec["attributes"] = sorted({
                     t.attr for s in ast.walk(n) if isinstance(s, (ast.Assign, ast.AnnAssign))
                     for t in (s.targets if isinstance(s, ast.Assign) else [s.target])
                     if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name) and t.value.id == "self"
                 })
-            elif n.name in methods:
-                rec["methods"][n.name] = sig
         for name in methods:
-            if name not in rec["methods"]:
-                found = next((self.classes[b]["methods"][name] for b in bases if name in self.classes.get(b, {}).get("methods", {})), None)
-                if found is None:
-                    raise NotInWheel(f"{key} has no method {name!r}")
-                rec["methods"][name] = found
+            rec["methods"][name] = self.find_method(module, cls, name)
         self.classes[key] = rec
         return key
+
+    def find_method(self, module: str, cls: ast.ClassDef, name: str) -> dict[str, Any]:
+        """The signature of method ``name`` of ``cls``, or of the first vLLM base that defines it."""
+        for n in cls.body:
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == name:
+                return _signature(n, drop_first="staticmethod" not in {_dotted(d) for d in n.decorator_list})
+        for b in cls.bases:
+            if isinstance(b, ast.Name):
+                try:
+                    where, node = self.wheel.resolve(module, b.id)
+                except NotInWheel:
+                    continue
+                if isinstance(node, ast.ClassDef):
+                    try:
+                        return self.find_method(where, node, name)
+                    except NotInWheel:
+                        continue
+        raise NotInWheel(f"{module}:{cls.name} has no method {name!r}")
 
     @staticmethod
     def own_fields(cls: ast.ClassDef, kind: str) -> list[dict[str, Any]]:
