@@ -74,7 +74,7 @@ class LLMConfig(_Section):
         "but the quickstart's no-examples success fell from 44% to 19-25%); auto = int8 for float32 on CPU, none on GPU.",
     )
     num_engines: int = Field(1, ge=1, description="Engine actors to start (one per GPU for vllm).")
-    tensor_parallel_size: int = Field(1, ge=1, description="vllm engine: GPUs per engine, placed with a placement group.")
+    tensor_parallel_size: int = Field(1, ge=1, description="vllm engine: GPUs per engine; above 1, a placement group of one GPU per bundle, used by vLLM's Ray executor.")
     gpu_memory_utilization: float = Field(0.85, gt=0.0, le=1.0, description="vllm engine: share of GPU memory to use.")
     dtype: Literal["auto", "bfloat16", "float16", "half", "float32", "float"] = Field(
         "auto", description="vllm engine: weight and activation dtype (auto: the model's, float16 for float32 models)."
