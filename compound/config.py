@@ -75,8 +75,19 @@ class LLMConfig(_Section):
         "but the quickstart's no-examples success fell from 44% to 19-25%); auto = int8 for float32 on CPU, none on GPU.",
     )
     num_engines: int = Field(1, ge=1, description="Engine actors to start (one per GPU for vllm).")
-    tensor_parallel_size: int = Field(1, ge=1, description="vllm engine: GPUs per engine, placed with a placement group.")
+    tensor_parallel_size: int = Field(1, ge=1, description="vllm engine: GPUs per engine; above 1, a placement group of one GPU per bundle, used by vLLM's Ray executor.")
     gpu_memory_utilization: float = Field(0.85, gt=0.0, le=1.0, description="vllm engine: share of GPU memory to use.")
+    dtype: Literal["auto", "bfloat16", "float16", "half", "float32", "float"] = Field(
+        "auto", description="vllm engine: weight and activation dtype (auto: the model's, float16 for float32 models)."
+    )
+    max_model_len: int | None = Field(None, ge=1, description="vllm engine: context length in tokens, prompt and reply (null = the model's; smaller leaves more KV cache).")
+    max_num_seqs: int | None = Field(None, ge=1, description="vllm engine: most sequences decoded together (null = vLLM's default for the GPU).")
+    enforce_eager: bool = Field(False, description="vllm engine: no CUDA graphs (starts faster and uses less memory, decodes slower).")
+    engine_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="vllm engine: further keyword arguments of vLLM's AsyncEngineArgs (e.g. kv_cache_dtype), passed as given; "
+        "checked against vLLM's when the engine starts. Prefix caching is always on.",
+    )
     timeout_s: float = Field(120.0, gt=0.0, description="openai engine: per-request timeout.")
     script: list[str] = Field(default_factory=list, description="scripted engine: the replies it answers from (tests only); an episode's replies depend on its seed alone.")
 

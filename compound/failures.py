@@ -42,6 +42,9 @@ def classify(exc: BaseException) -> Kind:
     'transient'
     >>> classify(LLMError("HTTP 400: prompt too long"))
     'episode'
+    >>> from compound.llm.base import BadRequest, EngineDead, Unavailable
+    >>> classify(Unavailable("503 x4")), classify(EngineDead("core died")), classify(BadRequest("bad"))
+    ('transient', 'transient', 'episode')
     >>> classify(KeyError("step"))
     'episode'
     >>> classify(KeyboardInterrupt()), classify(CuratorLost("gone"))
@@ -49,8 +52,8 @@ def classify(exc: BaseException) -> Kind:
     """
     if not isinstance(exc, Exception) or isinstance(exc, RunError):
         return "fatal"
-    if isinstance(exc, LLMError):
-        return "transient" if exc.transient else "episode"
+    if isinstance(exc, LLMError):  # Ray's copy of a remote error may skip __init__: fall back to the class's kind
+        return "transient" if getattr(exc, "transient", type(exc).transient_kind) else "episode"
     if isinstance(exc, TRANSIENT_OS_ERRORS):
         return "transient"
     return "episode"  # EnvError and whatever an environment's own code raised

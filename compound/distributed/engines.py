@@ -4,12 +4,19 @@ Agents talk to engines through ``RemoteLLM``, an ``LLMClient`` that forwards
 each call to the least-busy engine actor, so the agent code is the same
 whether its model runs in-process, in an actor, or behind an HTTP endpoint.
 An OpenAI-compatible endpoint needs no actor: each worker calls it directly.
+
+An engine that reports ``EngineDead`` (vLLM's engine core died) cannot serve
+again, so its actor exits with a crash (``os._exit``, not
+``ray.actor.exit_actor``: Ray restarts only actors that die unexpectedly) and
+Ray's ``max_restarts`` replaces it with a fresh engine.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import ray
 from ray.util.placement_group import placement_group, remove_placement_group
@@ -19,8 +26,13 @@ from ray.exceptions import GetTimeoutError, RayActorError
 
 from compound.config import LLMConfig
 from compound.failures import ResourcesUnavailable
-from compound.llm.base import Completion, LLMClient, LLMError, Message
+from compound.llm.base import Completion, EngineDead, LLMClient, Message, Unavailable
 from compound.distributed.runtime import quiet_actor_logging
+
+log = logging.getLogger(__name__)
+
+EXIT_DELAY_S = 1.0
+"""How long a dead engine's actor lives on, so the calls in flight get ``EngineDead`` rather than a bare actor death."""
 
 
 def engine_kwargs(cfg: LLMConfig) -> dict[str, Any]:
@@ -28,11 +40,19 @@ def engine_kwargs(cfg: LLMConfig) -> dict[str, Any]:
     if cfg.engine == "hf":
         return {"model": cfg.model, "max_batch": cfg.max_batch, "max_wait_ms": cfg.max_wait_ms, "quantize": cfg.quantize}
     if cfg.engine == "vllm":
-        return {
+        kwargs: dict[str, Any] = {
             "model": cfg.model,
             "tensor_parallel_size": cfg.tensor_parallel_size,
             "gpu_memory_utilization": cfg.gpu_memory_utilization,
+            "dtype": cfg.dtype,
+            "max_model_len": cfg.max_model_len,
+            "max_num_seqs": cfg.max_num_seqs,
+            "enforce_eager": cfg.enforce_eager,
+            "engine_options": dict(cfg.engine_options),
         }
+        if cfg.tensor_parallel_size > 1:  # vLLM's workers become Ray actors in the engine's placement group
+            kwargs["distributed_executor_backend"] = "ray"
+        return kwargs
     if cfg.engine == "openai":
         return {
             "base_url": cfg.base_url,
@@ -43,14 +63,23 @@ def engine_kwargs(cfg: LLMConfig) -> dict[str, Any]:
     return {"script": list(cfg.script), "model_name": f"scripted:{cfg.model}"}
 
 
-@ray.remote
-class EngineActor:
-    """Holds one engine; its async ``generate`` lets the engine batch concurrent calls."""
+class EngineHost:
+    """What an engine actor does, as a plain class (``EngineActor`` is its Ray actor) so it can be tested without Ray.
 
-    def __init__(self, engine: str, kwargs: dict[str, Any]) -> None:
+    Its async ``generate`` lets the engine batch concurrent calls.
+    ``exit_process`` ends the process (``os._exit`` in an actor; tests pass a recorder).
+    """
+
+    def __init__(self, engine: str, kwargs: dict[str, Any], exit_process: Callable[[int], Any] = os._exit) -> None:
         quiet_actor_logging()
         from compound.llm.factory import make_llm
 
+        if kwargs.get("distributed_executor_backend") == "ray":
+            # The actor holds no GPU itself (its placement group's bundles are for vLLM's workers), and Ray
+            # sets CUDA_VISIBLE_DEVICES to none for it; vLLM sets each worker's own (vLLM's RLHF examples).
+            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+        self._exit_process = exit_process
+        self._exiting = False
         self.llm: LLMClient = make_llm(engine, **kwargs)
 
     async def model_name(self) -> str:
@@ -61,10 +90,46 @@ class EngineActor:
         return os.getpid()
 
     async def generate(self, messages: Sequence[Message], kwargs: dict[str, Any]) -> Completion:
-        return await self.llm.generate(messages, **kwargs)
+        try:
+            return await self.llm.generate(messages, **kwargs)
+        except EngineDead as exc:
+            self._exit_soon(exc)
+            raise
+
+    def _exit_soon(self, exc: EngineDead) -> None:
+        """Crash the actor shortly, once, so Ray restarts it; the delay lets this reply reach its caller."""
+        if self._exiting:
+            return
+        self._exiting = True
+        log.error("engine dead, exiting the actor in %.1fs so Ray restarts it: %s", EXIT_DELAY_S, exc)
+        asyncio.get_running_loop().call_later(EXIT_DELAY_S, self._exit_process, 1)
 
     async def close(self) -> None:
         await self.llm.aclose()
+
+
+EngineActor = ray.remote(EngineHost)
+
+
+def vllm_placement(tensor_parallel_size: int) -> tuple[list[dict[str, float]], dict[str, Any]]:
+    """``(placement-group bundles, actor options)`` for one vLLM engine actor.
+
+    One GPU: the actor takes it directly, in a one-bundle placement group
+    (so an unsatisfiable request fails in bounded time, like any other; Ray
+    sets CUDA_VISIBLE_DEVICES, which vLLM's engine-core process inherits). Tensor parallelism: the pattern of
+    vLLM's RLHF examples -- a placement group of one ``{"GPU": 1}`` bundle per
+    GPU on one node, the actor in bundle 0 with no GPU or CPU of its own, child
+    tasks captured so vLLM's Ray workers (``distributed_executor_backend="ray"``)
+    take the bundles' GPUs.
+
+    >>> vllm_placement(1)
+    ([{'GPU': 1}], {'num_gpus': 1})
+    >>> vllm_placement(2)[0]
+    [{'GPU': 1}, {'GPU': 1}]
+    """
+    if tensor_parallel_size == 1:
+        return [{"GPU": 1}], {"num_gpus": 1}
+    return [{"GPU": 1} for _ in range(tensor_parallel_size)], {"num_gpus": 0, "num_cpus": 0}
 
 
 def start_engines(
@@ -72,9 +137,9 @@ def start_engines(
 ) -> list[ray.actor.ActorHandle]:
     """Start ``cfg.num_engines`` engine actors placed for their engine kind.
 
-    vLLM with tensor parallelism reserves one bundle per GPU in a placement
-    group and captures child tasks, so vLLM's own Ray workers land on the
-    reserved GPUs. The hf engine takes one CPU (or a GPU when the cluster has one).
+    vLLM takes one GPU per engine, or with tensor parallelism a placement
+    group of one bundle per GPU (``vllm_placement``). The hf engine takes one
+    CPU (or a GPU when the cluster has one).
     Each placement group made is appended to ``placement_groups`` when given,
     so ``stop_engines`` can free its GPUs for the next run in the same session.
     A placement group not granted within ``ready_timeout_s`` (no GPU node,
@@ -90,15 +155,15 @@ def start_engines(
         # waiting on it are retried after a backoff (RemoteLLM raises transient errors)
         options: dict[str, Any] = {"max_concurrency": 4096, "max_restarts": 5}
         if cfg.engine == "vllm":
-            bundles = [{"GPU": 1, "CPU": 1} for _ in range(cfg.tensor_parallel_size)]
+            bundles, placed = vllm_placement(cfg.tensor_parallel_size)
+            options.update(placed)
             pg = placement_group(bundles, strategy="STRICT_PACK")
             _wait_granted(pg, bundles, ready_timeout_s)
             if placement_groups is not None:
                 placement_groups.append(pg)
             options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
-                placement_group=pg, placement_group_capture_child_tasks=True
+                placement_group=pg, placement_group_bundle_index=0, placement_group_capture_child_tasks=True
             )
-            options["num_gpus"] = 1 if cfg.tensor_parallel_size == 1 else 0
         elif cfg.engine == "hf":
             gpus = ray.cluster_resources().get("GPU", 0)
             options.update(num_gpus=1 if gpus >= cfg.num_engines else 0, num_cpus=1 if gpus == 0 else 0)
@@ -171,7 +236,7 @@ class RemoteLLM:
             kwargs = {"max_tokens": max_tokens, "temperature": temperature, "stop": list(stop or []), "seed": seed}
             return await self._handles[i].generate.remote(list(messages), kwargs)
         except RayActorError as exc:  # killed or restarting: the moment's failure, the episode is run again later
-            raise LLMError(f"engine {i} is unavailable ({type(exc).__name__}); Ray restarts it", transient=True) from None
+            raise Unavailable(f"engine {i} is unavailable ({type(exc).__name__}); Ray restarts it") from None
         finally:
             self._in_flight[i] -= 1
 

@@ -5,7 +5,9 @@ batching and prefix reuse), ``openai`` (any OpenAI-compatible endpoint),
 ``vllm`` (GPU), ``scripted`` (a test double).
 """
 
-from compound.llm.base import Completion, LLMClient, LLMError, Message
+from compound.llm.base import BadRequest, Completion, EngineDead, EngineFailed, LLMClient, LLMError, Message, Unavailable
 from compound.llm.factory import make_llm
 
-__all__ = ["Completion", "LLMClient", "LLMError", "Message", "make_llm"]
+__all__ = [
+    "BadRequest", "Completion", "EngineDead", "EngineFailed", "LLMClient", "LLMError", "Message", "Unavailable", "make_llm",
+]

@@ -17,15 +17,24 @@ Message = Mapping[str, str]
 class LLMError(Exception):
     """A user-facing LLM problem (unreachable endpoint, missing model files).
 
-    The message says what is wrong and how to fix it. ``transient`` says
-    the failure is the moment's (a 503 or 429 past the client's retries, an
-    engine restarting, a refused connection), so the episode is worth
-    running again later; a request the endpoint refused (a 400) is not.
+    The message says what is wrong and how to fix it. The subclasses below say
+    whose fault a failed request is, so the server can answer with the right
+    HTTP status and callers can tell "retry later" from "this will never work".
+
+    ``retryable``: the same request may succeed if sent again (to this engine).
+    ``transient``: the episode that made the request is worth running again
+    later (``compound.failures``): true for a 503 or 429 past the client's
+    retries, an engine restarting or dead (Ray replaces it), a refused
+    connection; false for a request the endpoint refused (a 400). Each class
+    sets both; ``transient=`` overrides for one error.
     """
 
-    def __init__(self, message: str = "", *, transient: bool = False) -> None:
+    retryable = False
+    transient_kind = False
+
+    def __init__(self, message: str = "", *, transient: bool | None = None) -> None:
         super().__init__(message)
-        self.transient = transient
+        self.transient = type(self).transient_kind if transient is None else transient
 
     def __reduce__(self):  # keep ``transient`` across pickling (Ray ships errors between processes)
         return (_rebuild_llm_error, (type(self), str(self), self.transient))
@@ -33,6 +42,34 @@ class LLMError(Exception):
 
 def _rebuild_llm_error(cls: type, message: str, transient: bool) -> "LLMError":
     return cls(message, transient=transient)
+
+
+class BadRequest(LLMError):
+    """The request cannot be served as given (bad parameters, prompt longer than the context). HTTP 400."""
+
+
+class Unavailable(LLMError):
+    """The engine cannot take the request now (queue full, recovering, transient failure). HTTP 503."""
+
+    retryable = True
+    transient_kind = True
+
+
+class EngineFailed(LLMError):
+    """The engine failed while serving this request; the engine itself is still usable. HTTP 500."""
+
+    retryable = True
+    transient_kind = True
+
+
+class EngineDead(EngineFailed):
+    """The engine is gone for good (vLLM's engine core died): its process must be replaced. HTTP 500.
+
+    Not retryable on this engine; ``compound.distributed.engines`` ends the
+    actor on it so that Ray restarts a fresh one, so the episode is transient.
+    """
+
+    retryable = False
 
 
 @dataclass(frozen=True)
@@ -49,7 +86,7 @@ class Completion:
     completion_tokens: int = 0
     cached_prompt_tokens: int = 0
     latency_s: float = 0.0
-    finish_reason: str = "stop"  # "stop" | "length"
+    finish_reason: str = "stop"  # "stop" | "length"; failures raise instead
 
 
 @runtime_checkable

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 import torch
 
-from compound.llm.base import Completion, LLMError, Message
+from compound.llm.base import BadRequest, Completion, Message
 from compound.llm.decode_batch import DecodeBatch
 from compound.llm.kv import cache_kwarg_name, from_cache, to_cache
 from compound.llm.prefix_cache import PrefixCache
@@ -101,7 +101,7 @@ class BatchRunner:
         t0 = time.perf_counter()
         prompt = self.encode(request.messages)
         if len(prompt) + 1 > self.max_positions:
-            raise LLMError(
+            raise BadRequest(
                 f"the prompt has {len(prompt)} tokens but the model's context holds {self.max_positions}: "
                 "shorten the history or the number of in-context examples"
             )

@@ -2,9 +2,17 @@
 
 vLLM (``vllm serve``), SGLang, llama.cpp's server, ``compound serve`` and
 hosted APIs all speak this protocol, so one client covers remote engines.
-Transient failures (connection refused or reset, timeouts, HTTP 429 and 5xx)
-are retried with exponential backoff, honouring ``Retry-After``; anything
-else becomes an ``LLMError`` that names the URL and what to check.
+Transient failures (connection refused or reset, timeouts, HTTP 408, 409,
+429 and 5xx -- the statuses OpenAI's own client retries) are retried with
+exponential backoff, honouring ``Retry-After``; anything else becomes an
+``LLMError`` that names the URL and what to check: ``BadRequest`` for a 400
+or 422, ``Unavailable`` when the server stayed overloaded or unreachable,
+``EngineFailed`` when it kept answering 500.
+
+The reply length is sent as ``max_completion_tokens`` (``max_tokens`` is
+deprecated in OpenAI's API and refused by its newer models). A server that
+does not know it and says so in a 400 naming the parameter gets the request
+again with ``max_tokens``, and this client keeps using ``max_tokens`` for it.
 
 >>> llm = OpenAIClient("http://127.0.0.1:8000/v1", model="smollm2-135m")  # doctest: +SKIP
 >>> asyncio.run(llm.generate([{"role": "user", "content": "Hi"}], max_tokens=8)).text  # doctest: +SKIP
@@ -21,11 +29,11 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from compound.llm.base import Completion, LLMError, Message
+from compound.llm.base import BadRequest, Completion, EngineFailed, LLMError, Message, Unavailable
 from compound.llm.validation import validate_request
 
-RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
-"""Statuses worth another try: overload, rate limits, server hiccups."""
+RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+"""Statuses worth another try: timeouts, conflicts (a lock held elsewhere), rate limits, server hiccups."""
 
 _HINTS = {
     401: "check the API key (api_key= or the OPENAI_API_KEY environment variable)",
@@ -88,6 +96,7 @@ class OpenAIClient:
         self.max_backoff_s = max_backoff_s
         self._client: httpx.AsyncClient | None = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
+        self.length_key = "max_completion_tokens"  # becomes "max_tokens" for a server that refuses it
 
     def _http(self) -> httpx.AsyncClient:
         """One connection pool per event loop (a pool cannot outlive the loop it was made on)."""
@@ -111,7 +120,7 @@ class OpenAIClient:
         payload: dict[str, Any] = {
             "model": self.model_name,
             "messages": [{"role": m["role"], "content": m["content"]} for m in messages],
-            "max_tokens": max_tokens,
+            self.length_key: max_tokens,
             "temperature": temperature,
         }
         if stop:
@@ -119,7 +128,14 @@ class OpenAIClient:
         if seed is not None:
             payload["seed"] = seed
         started = time.perf_counter()
-        body = await self._post("/chat/completions", payload)
+        try:
+            body = await self._post("/chat/completions", payload)
+        except BadRequest as exc:
+            if self.length_key != "max_completion_tokens" or "max_completion_tokens" not in str(exc):
+                raise
+            payload["max_tokens"] = payload.pop("max_completion_tokens")  # an older server, naming what it does not know
+            body = await self._post("/chat/completions", payload)
+            self.length_key = "max_tokens"  # it worked: keep to it for this server
         return _completion_from(body, self.base_url, time.perf_counter() - started)
 
     async def models(self) -> list[str]:
@@ -135,12 +151,13 @@ class OpenAIClient:
     async def _post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
         url = self.base_url + path
         last: str = ""
+        last_status = 0
         for attempt in range(self.max_retries + 1):
             retry_after = None
             try:
                 response = await self._http().post(url, json=payload)
             except (httpx.TransportError, httpx.TimeoutException) as exc:
-                last = repr(exc)
+                last, last_status = repr(exc), 0
             else:
                 if response.status_code < 400:
                     try:
@@ -149,15 +166,15 @@ class OpenAIClient:
                         raise LLMError(f"{url} answered with non-JSON: {response.text[:200]!r}") from exc
                 if response.status_code not in RETRY_STATUS:
                     _raise_for_status(response, url, self.base_url)
-                last = f"HTTP {response.status_code}: {response.text[:200]}"
+                last, last_status = f"HTTP {response.status_code}: {response.text[:200]}", response.status_code
                 retry_after = response.headers.get("retry-after")
             if attempt < self.max_retries:
                 await asyncio.sleep(backoff_delay(attempt, self.backoff_s, self.max_backoff_s, retry_after))
-        raise LLMError(
+        error = EngineFailed if last_status == 500 else Unavailable
+        raise error(
             f"{url} failed after {self.max_retries + 1} tries (last: {last}). Check that the server is running "
-            "and reachable at that address (compound serve / vllm serve), and that it is not overloaded.",
-            transient=True,  # the episode is worth running again later; the scheduler does, with backoff
-        )
+            "and reachable at that address (compound serve / vllm serve), and that it is not overloaded."
+        )  # transient by its class: the scheduler runs the episode again, after a backoff
 
     async def aclose(self) -> None:
         if self._client is not None and not self._client.is_closed:
@@ -176,7 +193,8 @@ def _raise_for_status(response: httpx.Response, url: str, base_url: str) -> None
     except (ValueError, AttributeError):
         detail = response.text
     hint = _HINTS.get(response.status_code, "check the request and the server's log").format(base=base_url)
-    raise LLMError(f"{url} answered HTTP {response.status_code}: {str(detail)[:300]}; {hint}")
+    error = BadRequest if response.status_code in (400, 422) else LLMError
+    raise error(f"{url} answered HTTP {response.status_code}: {str(detail)[:300]}; {hint}")
 
 
 def _completion_from(body: dict[str, Any], url: str, latency_s: float) -> Completion:

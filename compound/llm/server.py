@@ -10,6 +10,15 @@ Only what agents need is implemented: one choice (``n=1``), no streaming, text
 content (a list of ``{"type": "text"}`` parts is joined). Anything else is
 refused with a 400 that says so. It binds to loopback by default: there is no
 authentication.
+
+Engine failures keep their meaning over HTTP (``error_status``): a bad
+request (``BadRequest``) is a 400, an engine that cannot take the request now
+(``Unavailable``) a 503 with ``Retry-After``, a failed or dead engine a 500.
+Error bodies follow OpenAI's schema: ``{"error": {"message", "type",
+"param", "code"}}`` with ``code`` a string or null. A client that disconnects
+before its answer is ready cancels the generation (uvicorn reports the
+disconnect on the request's ``receive`` channel), so abandoned requests stop
+taking GPU time.
 """
 
 from __future__ import annotations
@@ -26,7 +35,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from compound.llm.base import LLMClient, LLMError
+from compound.llm.base import BadRequest, EngineDead, EngineFailed, LLMClient, LLMError, Unavailable
 
 
 class ChatMessage(BaseModel):
@@ -55,8 +64,57 @@ class ChatRequest(BaseModel):
     stream: bool = False
 
 
-def _error(status: int, message: str, kind: str = "invalid_request_error") -> JSONResponse:
-    return JSONResponse(status_code=status, content={"error": {"message": message, "type": kind, "code": status}})
+def _error(status: int, message: str, kind: str = "invalid_request_error", code: str | None = None,
+           headers: dict[str, str] | None = None) -> JSONResponse:
+    body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
+    return JSONResponse(status_code=status, content=body, headers=headers)
+
+
+def error_status(exc: Exception) -> tuple[int, str, str | None]:
+    """``(HTTP status, OpenAI error type, error code)`` for an engine failure.
+
+    >>> error_status(BadRequest("max_tokens must be >= 1"))
+    (400, 'invalid_request_error', None)
+    >>> error_status(Unavailable("queue full"))
+    (503, 'server_error', 'engine_unavailable')
+    """
+    if isinstance(exc, BadRequest):
+        return 400, "invalid_request_error", None
+    if isinstance(exc, Unavailable):
+        return 503, "server_error", "engine_unavailable"
+    if isinstance(exc, EngineDead):
+        return 500, "server_error", "engine_dead"
+    if isinstance(exc, EngineFailed):
+        return 500, "server_error", "engine_failed"
+    return 500, "server_error", None
+
+
+async def _until_disconnected(request: Request) -> None:
+    """Return when the client has gone away (the body is read, so ``receive`` has nothing else to say)."""
+    try:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+    except Exception:  # the connection broke in some other way: no one is left to answer either
+        return
+
+
+async def _unless_disconnected(request: Request, work: Any) -> Any:
+    """Await ``work``; if the client disconnects first, cancel it and raise ``ClientGone``."""
+    task = asyncio.ensure_future(work)
+    watch = asyncio.ensure_future(_until_disconnected(request))
+    try:
+        await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watch.cancel()
+        if not task.done():
+            task.cancel()  # the client left, or this handler itself was cancelled
+    if not task.done():
+        raise ClientGone
+    return task.result()
+
+
+class ClientGone(Exception):
+    """The client disconnected before its completion was ready; there is no one to answer."""
 
 
 def create_app(engine: LLMClient, served_model_name: str | None = None, default_max_tokens: int = 256) -> FastAPI:
@@ -77,24 +135,27 @@ def create_app(engine: LLMClient, served_model_name: str | None = None, default_
         except ValueError:
             return _error(400, "the request body is not JSON")
         if body.model and body.model != name:
-            return _error(404, f"model {body.model!r} is not served here; this server serves {name!r}", "model_not_found")
+            return _error(404, f"model {body.model!r} is not served here; this server serves {name!r}", code="model_not_found")
         if body.stream:
             return _error(400, "streaming is not supported by this server; send stream=false")
         if body.n != 1:
             return _error(400, f"only n=1 is supported, got n={body.n}")
         stop = [body.stop] if isinstance(body.stop, str) else body.stop
+        work = engine.generate(
+            [{"role": m.role, "content": m.text()} for m in body.messages],
+            max_tokens=body.max_completion_tokens or body.max_tokens or default_max_tokens,
+            temperature=body.temperature,
+            stop=stop,
+            seed=body.seed,
+        )
         try:
-            completion = await engine.generate(
-                [{"role": m.role, "content": m.text()} for m in body.messages],
-                max_tokens=body.max_completion_tokens or body.max_tokens or default_max_tokens,
-                temperature=body.temperature,
-                stop=stop,
-                seed=body.seed,
-            )
-        except LLMError as exc:
-            return _error(400, str(exc))
-        except Exception as exc:  # the engine failed: a server error, retryable by clients
-            return _error(500, f"generation failed: {exc!r}", "server_error")
+            completion = await _unless_disconnected(request, work)
+        except ClientGone:
+            return _error(499, "the client closed the connection", "client_closed_request")  # never read
+        except Exception as exc:
+            status, kind, code = error_status(exc)
+            message = str(exc) if isinstance(exc, LLMError) else f"generation failed: {exc!r}"
+            return _error(status, message, kind, code, {"Retry-After": "1"} if status == 503 else None)
         return JSONResponse(
             {
                 "id": f"chatcmpl-{uuid.uuid4().hex}",

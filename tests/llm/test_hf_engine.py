@@ -15,7 +15,7 @@ import asyncio
 import pytest
 import torch
 
-from compound.llm.base import LLMClient, LLMError
+from compound.llm.base import BadRequest, LLMClient, LLMError
 
 pytestmark = pytest.mark.slow
 MAX_TOKENS = 10
@@ -87,12 +87,12 @@ async def test_sampling_is_reproducible_with_a_seed(hf_engine):
     assert any(o.text != a.text for o in others)
 
 
-async def test_bad_requests_raise_llm_error(hf_engine):
-    with pytest.raises(LLMError, match="at least one message"):
+async def test_bad_requests_raise_bad_request(hf_engine):
+    with pytest.raises(BadRequest, match="at least one message"):
         await hf_engine.generate([])
-    with pytest.raises(LLMError, match="max_tokens"):
+    with pytest.raises(BadRequest, match="max_tokens"):
         await hf_engine.generate([{"role": "user", "content": "hi"}], max_tokens=0)
-    with pytest.raises(LLMError, match="context"):
+    with pytest.raises(BadRequest, match="context"):
         await hf_engine.generate([{"role": "user", "content": "word " * 9000}], max_tokens=4)
     ok = await hf_engine.generate([{"role": "user", "content": "Say hi."}], max_tokens=2)
     assert ok.completion_tokens >= 1  # the engine survives bad requests

@@ -7,7 +7,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from compound.llm.base import LLMError
+from compound.llm.base import BadRequest, EngineFailed, LLMError, Unavailable
 from compound.llm.openai_client import OpenAIClient, backoff_delay, normalise_base_url
 
 HI = [{"role": "user", "content": "hi"}]
@@ -86,7 +86,7 @@ async def test_success_sends_the_request_and_reports_usage(stub):
         "hello", 5, 2, 3, "length")
     path, payload, headers = server.requests[0]
     assert path == "/v1/chat/completions"
-    assert payload == {"model": "m", "messages": HI, "max_tokens": 7, "temperature": 0.5, "stop": ["\n"], "seed": 3}
+    assert payload == {"model": "m", "messages": HI, "max_completion_tokens": 7, "temperature": 0.5, "stop": ["\n"], "seed": 3}
     assert headers["Authorization"] == "Bearer k-123"
     await llm.aclose()
 
@@ -98,12 +98,39 @@ async def test_rate_limits_and_server_errors_are_retried(stub):
     assert len(server.requests) == 3
 
 
+async def test_conflicts_are_retried_too(stub):
+    server = stub([(409, "locked", {}), (200, ok_body(text="done"), {})])
+    llm = OpenAIClient(server.url, model="m", max_retries=1, backoff_s=0.01)
+    assert (await llm.generate(HI)).text == "done"
+    assert len(server.requests) == 2
+
+
 async def test_retries_give_up_with_a_clear_error(stub):
     server = stub([(500, "boom", {})])
     llm = OpenAIClient(server.url, model="m", max_retries=2, backoff_s=0.01)
-    with pytest.raises(LLMError, match=r"failed after 3 tries.*HTTP 500"):
+    with pytest.raises(EngineFailed, match=r"failed after 3 tries.*HTTP 500"):
         await llm.generate(HI)
     assert len(server.requests) == 3
+    with pytest.raises(Unavailable, match="HTTP 503"):
+        await OpenAIClient(stub([(503, "busy", {})]).url, model="m", max_retries=1, backoff_s=0.01).generate(HI)
+
+
+async def test_a_bad_request_is_a_bad_request(stub):
+    server = stub([(400, {"error": {"message": "temperature too high", "code": None}}, {})])
+    with pytest.raises(BadRequest, match="HTTP 400: temperature too high"):
+        await OpenAIClient(server.url, model="m", max_retries=3, backoff_s=0.01).generate(HI)
+    assert len(server.requests) == 1
+
+
+async def test_a_server_without_max_completion_tokens_gets_max_tokens(stub):
+    refusal = {"error": {"message": "Unrecognized request argument supplied: max_completion_tokens", "code": None}}
+    server = stub([(400, refusal, {}), (200, ok_body(text="old"), {}), (200, ok_body(text="again"), {})])
+    llm = OpenAIClient(server.url, model="m", max_retries=0)
+    assert (await llm.generate(HI, max_tokens=5)).text == "old"
+    assert (await llm.generate(HI, max_tokens=6)).text == "again"  # remembered: no second refusal
+    sent = [payload for _, payload, _ in server.requests]
+    assert "max_completion_tokens" in sent[0] and "max_tokens" not in sent[0]
+    assert [p.get("max_tokens") for p in sent[1:]] == [5, 6] and not any("max_completion_tokens" in p for p in sent[1:])
 
 
 async def test_client_errors_are_not_retried_and_say_what_to_check(stub, monkeypatch):

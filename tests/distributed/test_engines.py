@@ -1,0 +1,73 @@
+"""Engine actors without a cluster: a dead engine ends its process (so Ray restarts it), placement per TP size."""
+
+import asyncio
+import doctest
+import os
+
+import pytest
+
+from compound.distributed import engines
+from compound.distributed.engines import EngineHost, vllm_placement
+from compound.llm.base import Completion, EngineDead, EngineFailed
+
+HI = [{"role": "user", "content": "hi"}]
+
+
+class FailingLLM:
+    """TEST DOUBLE: raises ``error`` on every call."""
+
+    model_name = "failing-test-double"
+
+    def __init__(self, error):
+        self.error = error
+
+    async def generate(self, messages, **kwargs) -> Completion:
+        raise self.error
+
+    async def aclose(self):
+        return None
+
+
+def host_with(error, exits):
+    host = EngineHost("scripted", {"script": ["look"]}, exit_process=exits.append)
+    host.llm = FailingLLM(error)
+    return host
+
+
+async def test_a_dead_engine_reaches_its_caller_then_the_process_exits(monkeypatch):
+    monkeypatch.setattr(engines, "EXIT_DELAY_S", 0.01)
+    exits = []
+    host = host_with(EngineDead("engine core died"), exits)
+    for _ in range(2):  # calls in flight all get the error; the exit is scheduled once
+        with pytest.raises(EngineDead):
+            await host.generate(HI, {})
+    assert exits == []  # not before the reply has gone out
+    await asyncio.sleep(0.05)
+    assert exits == [1]
+
+
+async def test_a_failed_request_leaves_the_engine_running(monkeypatch):
+    monkeypatch.setattr(engines, "EXIT_DELAY_S", 0.0)
+    exits = []
+    host = host_with(EngineFailed("one request failed"), exits)
+    with pytest.raises(EngineFailed):
+        await host.generate(HI, {})
+    await asyncio.sleep(0.02)
+    assert exits == []
+
+
+def test_tensor_parallel_engines_leave_the_gpus_to_vllm_s_workers(monkeypatch):
+    assert vllm_placement(1) == ([{"GPU": 1}], {"num_gpus": 1})  # a one-bundle group: its wait is bounded too
+    bundles, options = vllm_placement(4)
+    assert bundles == [{"GPU": 1}] * 4 and options == {"num_gpus": 0, "num_cpus": 0}
+    assert doctest.testmod(engines).failed == 0
+
+
+def test_a_tensor_parallel_engine_lets_vllm_choose_the_visible_gpus(monkeypatch):
+    import compound.llm.factory as factory
+
+    seen = {}
+    monkeypatch.setattr(factory, "make_llm", lambda engine, **kw: seen.setdefault("env", os.environ.get("CUDA_VISIBLE_DEVICES", "unset")))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # what Ray gives an actor without GPUs of its own
+    EngineHost("vllm", {"model": "m", "distributed_executor_backend": "ray"})
+    assert seen["env"] == "unset"
