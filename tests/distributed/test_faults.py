@@ -129,14 +129,35 @@ def test_a_killed_engine_s_episodes_are_retried_and_end_as_without_the_kill(ray_
     """SIGKILL the engine actor's process mid-run: Ray restarts it, and the episodes waiting on it run again.
 
     Their calls fail as transient (``RemoteLLM`` turns the dead actor into
-    ``LLMError(transient=True)``); the scheduler retries them after a backoff.
-    The scripted double's replies depend only on each episode's seed, so the
+    ``Unavailable``); the scheduler retries them after a backoff. The
+    scripted double's replies depend only on each episode's seed, so the
     outcomes must equal an uninterrupted run's, key for key.
+    """
+    import ray
+
+    def pid(run):
+        return ray.get(run.engines[0].pid.remote())
+
+    def after(run, victim):
+        return run.scheduler.transient_retries, pid(run) != victim
+
+    specs, clean, _ = run_killing(tmp_path, pid, after, kill=False)
+    specs, killed, (retried, restarted) = run_killing(tmp_path, pid, after, kill=True)
+    keys = [t.attempt_key for t in killed]
+    assert len(keys) == len(set(keys)), "duplicated episodes"
+    assert sorted(keys) == sorted(s.key for s in specs), "lost episodes"
+    assert restarted and retried >= 1, "the engine died with calls in flight and came back in a new process"
+    assert all(t.error == "" for t in killed), "a transient failure is never recorded as the episode's own"
+    assert sorted((t.attempt_key, t.success, t.id) for t in killed) == sorted((t.attempt_key, t.success, t.id) for t in clean)
+
+
+def run_killing(tmp_path, pid_of, after, *, kill: bool, kill_after: int = 1):
+    """A scripted run of 10 coin tasks; with ``kill``, SIGKILL the process ``pid_of(run)`` once ``kill_after`` results are in.
+
+    Returns the specs, the results and ``after(run, victim_pid)`` (asked before the run's actors are released).
     """
     import os
     import signal
-
-    import ray
 
     from compound.distributed.driver import Run
     from compound.distributed.episodes import TRAIN, make_spec
@@ -146,30 +167,18 @@ def test_a_killed_engine_s_episodes_are_retried_and_end_as_without_the_kill(ray_
     cfg = scripted_config(env={"train_tasks": 10}, distributed={"workers": 2, "episodes_per_worker": 2})
     tasks, _ = load_tasks(cfg)
     specs = [make_spec(0, TRAIN, 0, task) for task in tasks]
-
-    def outcomes(kill: bool):
-        run = Run(cfg, tmp_path / ("killed" if kill else "uninterrupted"), progress=False)
-        run._start_actors()
-        victim = ray.get(run.engines[0].pid.remote())
+    run = Run(cfg, tmp_path / ("killed" if kill else "uninterrupted"), progress=False)
+    run._start_actors()
+    try:
+        victim = pid_of(run)
         results = []
-        try:
-            for trajectory in run.scheduler.run(specs):
-                if kill and not results:
-                    os.kill(victim, signal.SIGKILL)  # a dead process, not a polite ray.kill
-                results.append(trajectory)
-            restarted = ray.get(run.engines[0].pid.remote()) != victim
-            return results, run.scheduler.transient_retries, restarted
-        finally:
-            run.release()
-
-    clean, _, _ = outcomes(kill=False)
-    killed, retried, restarted = outcomes(kill=True)
-    keys = [t.attempt_key for t in killed]
-    assert len(keys) == len(set(keys)), "duplicated episodes"
-    assert sorted(keys) == sorted(s.key for s in specs), "lost episodes"
-    assert restarted and retried >= 1, "the engine died with calls in flight and came back in a new process"
-    assert all(t.error == "" for t in killed), "a transient failure is never recorded as the episode's own"
-    assert sorted((t.attempt_key, t.success, t.id) for t in killed) == sorted((t.attempt_key, t.success, t.id) for t in clean)
+        for trajectory in run.scheduler.run(specs):
+            if kill and len(results) == kill_after - 1:
+                os.kill(victim, signal.SIGKILL)  # a dead process, not a polite ray.kill
+            results.append(trajectory)
+        return specs, results, after(run, victim)
+    finally:
+        run.release()
 
 
 def _lineage_without_timings(path):
@@ -244,38 +253,15 @@ def test_a_killed_curator_restarts_from_its_checkpoint_and_the_run_goes_on(ray_s
     equals an uninterrupted run's (the scripted double's outcomes depend on
     seeds alone).
     """
-    import os
-    import signal
+    def pid(run):
+        return run.ask_curator("pid")
 
-    import ray
+    def after(run, victim):
+        store = sorted(t.id for t in run.ask_curator("snapshots")[0].trajectories)
+        return run.ask_curator("stats")[0], store, pid(run) != victim, run.ask_curator("checkpoint_info")
 
-    from compound.distributed.driver import Run
-    from compound.distributed.episodes import TRAIN, make_spec
-    from compound.tasks import load_tasks
-    from tests.distributed.test_run import scripted_config
-
-    cfg = scripted_config(env={"train_tasks": 10}, distributed={"workers": 2, "episodes_per_worker": 2})
-    tasks, _ = load_tasks(cfg)
-    specs = [make_spec(0, TRAIN, 0, task) for task in tasks]
-
-    def run_once(kill: bool):
-        run = Run(cfg, tmp_path / ("killed" if kill else "uninterrupted"), progress=False)
-        run._start_actors()
-        victim = run.ask_curator("pid")
-        results = []
-        try:
-            for trajectory in run.scheduler.run(specs):
-                if kill and len(results) == 2:
-                    os.kill(victim, signal.SIGKILL)  # a dead process, not a polite ray.kill
-                results.append(trajectory)
-            stats = run.ask_curator("stats")[0]
-            store = sorted(t.id for t in run.ask_curator("snapshots")[0].trajectories)
-            return results, stats, store, run.ask_curator("pid") != victim, run.ask_curator("checkpoint_info")
-        finally:
-            run.release()
-
-    _, clean_stats, clean_store, _, _ = run_once(kill=False)
-    results, stats, store, restarted, info = run_once(kill=True)
+    _, _, (clean_stats, clean_store, _, _) = run_killing(tmp_path, pid, after, kill=False)
+    specs, results, (stats, store, restarted, info) = run_killing(tmp_path, pid, after, kill=True, kill_after=3)
     keys = [t.attempt_key for t in results]
     assert len(keys) == len(set(keys)) and sorted(keys) == sorted(s.key for s in specs), "lost or duplicated episodes"
     assert restarted and info["replayed"] >= 2, "the curator came back in a new process and replayed what it had accepted"
