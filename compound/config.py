@@ -9,7 +9,6 @@ traceback.
 
 from __future__ import annotations
 
-import difflib
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -17,9 +16,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-
-class ConfigError(Exception):
-    """A user mistake in a configuration; the message is meant for the user as is."""
+from compound.config_errors import ConfigError, describe_error
+from compound.overrides import apply_overrides, parse_override  # noqa: F401  (the --set language, re-exported)
 
 
 class _Section(BaseModel):
@@ -274,80 +272,6 @@ class RunConfig(_Section):
 # --------------------------------------------------------------------------
 
 
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """``"agent.k_plan=3"`` -> (["agent", "k_plan"], 3); the value is parsed as YAML."""
-    key, sep, raw = text.partition("=")
-    if not sep or not key.strip():
-        raise ConfigError(f"--set {text!r}: expected key=value, e.g. --set agent.max_steps=20")
-    path = [p for p in key.strip().split(".")]
-    if any(not p for p in path):
-        raise ConfigError(f"--set {text!r}: empty part in key path {key!r}")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
-    return path, value
-
-
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Set each ``a.b=c`` in a copy of ``data`` (creating sections as needed)."""
-    out = _deep_copy(data)
-    for text in overrides:
-        path, value = parse_override(text)
-        node = out
-        for part in path[:-1]:
-            child = node.get(part)
-            if child is None:
-                child = node[part] = {}
-            elif not isinstance(child, dict):
-                raise ConfigError(f"--set {text!r}: {'.'.join(path[:-1])!r} is a value, not a section")
-            node = child
-        node[path[-1]] = value
-    return out
-
-
-def _deep_copy(data: dict[str, Any]) -> dict[str, Any]:
-    return {k: _deep_copy(v) if isinstance(v, dict) else v for k, v in data.items()}
-
-
-def _model_at(path: tuple[Any, ...]) -> type[BaseModel] | None:
-    model: type[BaseModel] = RunConfig
-    for part in path:
-        field = model.model_fields.get(str(part))
-        ann = getattr(field, "annotation", None) if field else None
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            model = ann
-        else:
-            return None
-    return model
-
-
-def _describe(err: dict[str, Any]) -> str:
-    loc = tuple(err["loc"])
-    where = ".".join(str(p) for p in loc) or "<top level>"
-    kind = err["type"]
-    value = err.get("input")
-    ctx = err.get("ctx") or {}
-    if kind == "extra_forbidden":
-        parent = _model_at(loc[:-1])
-        allowed = sorted(parent.model_fields) if parent else []
-        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-        hint = f"; did you mean {'.'.join([*map(str, loc[:-1]), close[0]])!r}?" if close else ""
-        return f"unknown key {where!r}{hint} (allowed here: {', '.join(allowed)})"
-    if kind == "literal_error":
-        return f"{where}: got {value!r}; allowed: {ctx.get('expected')}"
-    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
-        bound = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}[kind]
-        limit = next(iter(ctx.values()), "?")
-        return f"{where}: got {value!r}; must be {bound} {limit}"
-    if kind == "missing":
-        return f"{where}: required key is missing"
-    if kind == "value_error":  # a model validator's (no loc) says where itself
-        return f"{where}: {ctx.get('error', err['msg'])}" if loc else str(ctx.get("error", err["msg"]))
-    expected = err["msg"].removeprefix("Input should be ").removeprefix("Input ")
-    return f"{where}: got {value!r} ({type(value).__name__}); expected {expected}"
-
-
 def validate_config(data: Any, source: str = "config") -> RunConfig:
     if data is None:
         data = {}
@@ -357,7 +281,7 @@ def validate_config(data: Any, source: str = "config") -> RunConfig:
         return RunConfig.model_validate(data)
     except ValidationError as exc:
         errors = exc.errors()
-        first = _describe(errors[0])
+        first = describe_error(errors[0], RunConfig)
         more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
         raise ConfigError(f"{source}: {first}{more}") from None
 
