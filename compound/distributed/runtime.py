@@ -155,24 +155,29 @@ def working_dir_copy_warning(run_dir: Path) -> str | None:
 NAMESPACE = "compound"
 
 
-def _join_failure(address: str, exc: BaseException) -> str:
+def _join_failure(address: str, exc: BaseException, auth_mode: str | None = None) -> str:
     """One line for a cluster that answered but would not let the run join; token auth is the usual cause.
 
     Ray 2.60 logs a refused token ("InvalidAuthToken", from its C++ client)
     and raises ``ConnectionError: Failed to connect to Ray cluster at ...``,
     whose text need not mention auth; so a client without
     ``RAY_AUTH_MODE=token`` is told about token auth whatever the text says
-    (the address answered, so a cluster is there).
+    (the address answered, so a cluster is there). ``auth_mode``: this
+    client's RAY_AUTH_MODE (default: the environment's).
 
-    >>> "RAY_AUTH_MODE=token" in _join_failure("h:1", ConnectionError("Failed to connect to Ray cluster at h:1"))
+    >>> refused = ConnectionError("Failed to connect to Ray cluster at h:1")
+    >>> "RAY_AUTH_MODE=token" in _join_failure("h:1", refused, auth_mode="")
     True
+    >>> _join_failure("h:1", refused, auth_mode="token")
+    'could not join the Ray cluster at h:1: Failed to connect to Ray cluster at h:1; check distributed.address / RAY_ADDRESS'
     """
     chain, cause = [], exc
     while cause is not None and len(chain) < 5:
         chain.append(str(cause))
         cause = cause.__cause__ or cause.__context__
     text = " ".join(chain).lower()
-    if "auth" in text or "token" in text or os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
+    mode = os.environ.get("RAY_AUTH_MODE", "") if auth_mode is None else auth_mode
+    if "auth" in text or "token" in text or mode.lower() != "token":
         return (
             f"the Ray cluster at {address} answered but refused the connection; it most likely uses token authentication. "
             "Set RAY_AUTH_MODE=token and the cluster's token (RAY_AUTH_TOKEN, or the token file `ray start` wrote) "
