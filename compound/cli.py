@@ -101,6 +101,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     run_dir = run_dir.resolve()
     seeds = f" ({cfg.seeds} seeds: seed-<s>/ each)" if cfg.seeds > 1 else ""
     print(f"compound: run directory {run_dir}{seeds}", file=sys.stderr)
+    from compound.distributed.runtime import working_dir_copy_warning
+
+    warning = working_dir_copy_warning(run_dir)
+    if warning:
+        print(f"compound: warning: {warning}", file=sys.stderr)
     try:
         if cfg.seeds > 1:
             from compound.distributed.seeds import run_seeds

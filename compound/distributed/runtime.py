@@ -6,6 +6,7 @@ import logging
 import os
 import socket
 import time
+from pathlib import Path
 
 import ray
 
@@ -129,18 +130,58 @@ def init_ray(cfg: DistributedConfig, *, runtime_env: dict | None = None) -> str:
     return f"local Ray ({int(ray.cluster_resources().get('CPU', 0))} CPUs)"
 
 
+def working_dir_copy_warning(run_dir: Path) -> str | None:
+    """A warning when ``run_dir`` lies inside Ray's temporary copy of a job's ``working_dir``, else None.
+
+    ``ray job submit --working-dir D -- compound run --out relrun`` runs in
+    ``<session>/runtime_resources/working_dir_files/_ray_pkg_<hash>/``, a copy
+    Ray deletes with its session, so a relative ``--out`` lands there.
+
+    >>> working_dir_copy_warning(Path("/tmp/ray/session_1/runtime_resources/working_dir_files/_ray_pkg_ab/out")) is not None
+    True
+    >>> working_dir_copy_warning(Path("/shared/runs/out")) is None
+    True
+    """
+    parts = run_dir.parts
+    inside = any(a == "runtime_resources" and b == "working_dir_files" for a, b in zip(parts, parts[1:]))
+    if not inside:
+        return None
+    return ("the run directory is inside Ray's temporary copy of the job's working_dir, which Ray deletes with its "
+            "session; pass an absolute --out on a disk that outlives the job (the driver's node, or one all nodes "
+            "share) and set distributed.checkpoint_uri to storage every node reaches")
+
+
 #: The Ray namespace of every run's actors, so the dashboard and ``ray list actors`` tell them apart.
 NAMESPACE = "compound"
 
 
-def _join_failure(address: str, exc: BaseException) -> str:
-    """One line for a cluster that answered but would not let the run join; token auth is the usual cause."""
-    text = str(exc)
-    if "auth" in text.lower() or "token" in text.lower():
+def _join_failure(address: str, exc: BaseException, auth_mode: str | None = None) -> str:
+    """One line for a cluster that answered but would not let the run join; token auth is the usual cause.
+
+    Ray 2.60 logs a refused token ("InvalidAuthToken", from its C++ client)
+    and raises ``ConnectionError: Failed to connect to Ray cluster at ...``,
+    whose text need not mention auth; so a client without
+    ``RAY_AUTH_MODE=token`` is told about token auth whatever the text says
+    (the address answered, so a cluster is there). ``auth_mode``: this
+    client's RAY_AUTH_MODE (default: the environment's).
+
+    >>> refused = ConnectionError("Failed to connect to Ray cluster at h:1")
+    >>> "RAY_AUTH_MODE=token" in _join_failure("h:1", refused, auth_mode="")
+    True
+    >>> _join_failure("h:1", refused, auth_mode="token")
+    'could not join the Ray cluster at h:1: Failed to connect to Ray cluster at h:1; check distributed.address / RAY_ADDRESS'
+    """
+    chain, cause = [], exc
+    while cause is not None and len(chain) < 5:
+        chain.append(str(cause))
+        cause = cause.__cause__ or cause.__context__
+    text = " ".join(chain).lower()
+    mode = os.environ.get("RAY_AUTH_MODE", "") if auth_mode is None else auth_mode
+    if "auth" in text or "token" in text or mode.lower() != "token":
         return (
-            f"the Ray cluster at {address} refused the connection: it uses token authentication. "
+            f"the Ray cluster at {address} answered but refused the connection; it most likely uses token authentication. "
             "Set RAY_AUTH_MODE=token and the cluster's token (RAY_AUTH_TOKEN, or the token file `ray start` wrote) "
             "in this shell, or start the cluster with RAY_AUTH_MODE=disabled; `compound doctor` checks it"
         )
-    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return f"could not join the Ray cluster at {address}: {first[:300]}; check distributed.address / RAY_ADDRESS"
