@@ -199,7 +199,7 @@ class DistributedConfig(_Section):
     checkpoint_uri: str | None = Field(
         None,
         description="Where the curator checkpoints every call it accepts, so Ray can restart it in place: a folder or a "
-        "pyarrow.fs URI (s3://bucket/path, gs://...) every node can reach; default: the run directory's curator/ folder.",
+        "pyarrow.fs URI (s3://bucket/path, gs://...) every node can reach; default: the run directory's curator/ folder, with the curator kept on the driver's node.",
     )
     resource_timeout_s: float = Field(
         300.0, gt=0.0,

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from ray.exceptions import RayActorError
 from tqdm import tqdm
 
@@ -115,7 +116,10 @@ class Run:
         # A new incarnation of the driver (a --resume) starts it empty and replays the saved segments itself.
         checkpoint = f"{cfg.distributed.checkpoint_uri or self.dir.path / 'curator'}/{prefix}"
         OpLog(checkpoint, prefix).clear()
-        self.curator = Curator.options(num_cpus=0, name=f"{prefix}-curator", max_restarts=-1).remote(
+        placement: dict[str, Any] = {}
+        if not cfg.distributed.checkpoint_uri:  # the checkpoint is a path on the driver's disk: keep the curator beside it
+            placement["scheduling_strategy"] = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        self.curator = Curator.options(num_cpus=0, name=f"{prefix}-curator", max_restarts=-1, **placement).remote(
             cfg.curation.trials, cfg.curation.embedder, dedup=cfg.curation.dedup,
             dedup_threshold=cfg.curation.dedup_threshold, code_envs=(cfg.env.id,) if self.code_actions else (),
             fixed=cfg.curation.fixed_examples, checkpoint=checkpoint, run=prefix,
