@@ -4,14 +4,16 @@ Agents re-send their whole prompt every step: a system prompt with an
 example, the task, and the history so far. This benchmark replays that
 shape: ``--episodes`` concurrent episodes of ``--turns`` append-only turns
 each, where every turn appends the model's own (stop-trimmed) reply and a
-new observation. Three ways to serve it:
+new observation. Four ways to serve it:
 
   a. ``HFEngine``: continuous batching + prefix KV reuse (the default engine)
   b. plain transformers: per turn, one left-padded batch of all episodes'
      full prompts through ``model.generate`` (what one would write first)
   c. ``HFEngine`` with the prefix cache off (batching only)
+  d. ``CT2Engine``: the same model through CTranslate2 (int8 by default),
+     one request at a time, reusing each episode's cached static prompt
 
-Greedy decoding everywhere, so all three see the same conversations (the
+Greedy decoding everywhere, so a, b and c see the same conversations (the
 table shows the token totals, so a divergence would be visible). Prints a
 table and writes ``benchmarks/results/engine.json``.
 
@@ -21,7 +23,8 @@ table and writes ``benchmarks/results/engine.json``.
 ``--compare REV`` instead measures engines side by side, each in its own
 process, back to back: the engine as of git revision ``REV`` (exported with
 ``git archive``, so "previous" is that code, not a switch in this one), this
-tree's engine with its defaults, and this tree's engine with ``quantize=none``.
+tree's engine with its defaults, this tree's engine with ``quantize=none``,
+and the CTranslate2 engine (int8, and float32 with ``quantize=none``).
 For each: prefill tokens/s (one ~600-token prompt, no prefix cache),
 single-stream and batch-8 decode tokens/s (the time of 33-token generations
 minus that of 1-token ones, over the tokens between), and the agent workload
@@ -105,13 +108,23 @@ def engine_options(args: argparse.Namespace) -> dict:
     return {"quantize": args.quantize} if getattr(args, "quantize", None) else {}
 
 
+def make_engine(args: argparse.Namespace, max_batch: int, prefix_cache_tokens: int):
+    """The engine ``--engine`` names: the hf engine, or CTranslate2 (``compound.llm.ct2``, one request at a time)."""
+    if getattr(args, "engine", "hf") == "ct2":
+        from compound.llm.ct2 import CT2Engine
+
+        return CT2Engine(threads=args.threads or 1, **engine_options(args))
+    return HFEngine(max_batch=max_batch, prefix_cache_tokens=prefix_cache_tokens, **engine_options(args))
+
+
 DECODE_TOKENS = 32
 
 
 def micro(args: argparse.Namespace) -> dict:
     """Prefill and decode rates of one engine, through its public API only."""
-    engine = HFEngine(max_batch=8, prefix_cache_tokens=0, **engine_options(args))
-    long_prompt = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": SYSTEM + "\n" + task_message(0)}]
+    engine = make_engine(args, 8, 0)
+    # one message: nothing for CTranslate2's static-prompt cache to reuse either, so this is prefill
+    long_prompt = [{"role": "user", "content": SYSTEM + "\n\n" + SYSTEM + "\n" + task_message(0)}]
     stories = [[{"role": "user", "content": f"Write a long story about a {w} who learns to cook."}] for w in THINGS]
 
     async def timed(prompts: list, max_tokens: int) -> tuple[float, int, int]:
@@ -148,6 +161,8 @@ def compare(args: argparse.Namespace) -> dict:
         f"previous ({args.compare})": ({"COMPOUND_BENCH_SRC": str(export)}, []),
         "current (defaults)": ({}, []),
         "current, quantize=none": ({}, ["--quantize", "none"]),
+        "ct2 (int8)": ({}, ["--engine", "ct2"]),
+        "ct2, quantize=none": ({}, ["--engine", "ct2", "--quantize", "none"]),
     }
     common = ["--episodes", str(args.episodes), "--turns", str(args.turns), "--max-tokens", str(args.max_tokens)]
     if args.threads:
@@ -179,19 +194,20 @@ def compare(args: argparse.Namespace) -> dict:
 
 
 def run_engine(args: argparse.Namespace, prefix_cache_tokens: int) -> dict:
-    engine = HFEngine(max_batch=args.episodes, prefix_cache_tokens=prefix_cache_tokens, **engine_options(args))
+    engine = make_engine(args, args.episodes, prefix_cache_tokens)
     warm = [{"role": "user", "content": "hi"}]
     asyncio.run(engine.generate(warm, max_tokens=2))
-    engine.clear_prefix_cache()
-    before = dict(vars(engine.stats))
-    latencies: list[float] = []
+    if hasattr(engine, "clear_prefix_cache"):
+        engine.clear_prefix_cache()
+    before = dict(vars(engine.stats)) if hasattr(engine, "stats") else None
+    completions: list = []
     texts: list[list[str]] = [[] for _ in range(args.episodes)]
 
     async def episode(e: int) -> None:
         messages, replies = first_messages(e), texts[e]
         for t in range(args.turns):
             c = await engine.generate(messages, max_tokens=args.max_tokens, stop=["\n"])
-            latencies.append(c.latency_s)
+            completions.append(c)
             replies.append(c.text)
             extend(messages, c.text, e, t)
 
@@ -201,18 +217,19 @@ def run_engine(args: argparse.Namespace, prefix_cache_tokens: int) -> dict:
         return time.perf_counter() - started
 
     wall = asyncio.run(main())
-    after = vars(engine.stats)
+    steps = vars(engine.stats)["decode_steps"] - before["decode_steps"] if before else None
     engine.close()
-    d = {k: after[k] - before[k] for k in before}
+    prompt = sum(c.prompt_tokens for c in completions)
+    cached = sum(c.cached_prompt_tokens for c in completions)
     return {
         "wall_s": wall,
-        "requests": d["requests"],
-        "prompt_tokens": d["prompt_tokens"],
-        "prefilled_tokens": d["prefilled_tokens"],
-        "cached_prompt_tokens": d["cached_prompt_tokens"],
-        "completion_tokens": d["generated_tokens"],
-        "decode_steps": d["decode_steps"],
-        "mean_latency_s": statistics.mean(latencies),
+        "requests": len(completions),
+        "prompt_tokens": prompt,
+        "prefilled_tokens": prompt - cached,
+        "cached_prompt_tokens": cached,
+        "completion_tokens": sum(c.completion_tokens for c in completions),
+        "decode_steps": steps,
+        "mean_latency_s": statistics.mean(c.latency_s for c in completions),
         "replies": texts,
     }
 
@@ -267,6 +284,7 @@ VARIANTS = {
     "a": ("HFEngine: prefix cache + continuous batching", lambda args: run_engine(args, args.prefix_cache_tokens)),
     "b": ("plain batched model.generate, full prompts", run_plain_generate),
     "c": ("HFEngine: batching, no prefix cache", lambda args: run_engine(args, 0)),
+    "d": ("CT2Engine: static-prompt reuse, serial", lambda args: run_engine(argparse.Namespace(**{**vars(args), "engine": "ct2"}), 0)),
 }
 
 
@@ -279,6 +297,7 @@ def main() -> None:
     parser.add_argument("--variants", default="a,b,c")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--quantize", default=None, help="engine quantize option (default: the engine's own)")
+    parser.add_argument("--engine", choices=["hf", "ct2"], default="hf", help="--worker: which engine to measure")
     parser.add_argument("--compare", metavar="REV", default=None, help="compare REV's engine with this tree's (see above)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", default=None)

@@ -180,10 +180,14 @@ def _preflight(cfg) -> None:
         from compound.distributed.runtime import wait_reachable
 
         wait_reachable(address, cfg.distributed.connect_timeout_s)
-    if cfg.llm.engine == "hf":
+    if cfg.llm.engine in ("hf", "ct2"):
         from compound.llm.model_files import resolve_model_dir
 
         resolve_model_dir(cfg.llm.model)
+    if cfg.llm.engine == "ct2":
+        from compound.llm.ct2 import _import_ct2
+
+        _import_ct2()
     if cfg.curation.embedder == "minilm":
         from compound.curation.embedders import minilm_model_dir
 

@@ -50,12 +50,12 @@ class EnvConfig(_Section):
 
 
 class LLMConfig(_Section):
-    engine: Literal["hf", "vllm", "openai", "scripted"] = Field(
-        "hf", description="hf: transformers on CPU/GPU; vllm: vLLM on a GPU; openai: any OpenAI-compatible endpoint; scripted: a test double."
+    engine: Literal["hf", "ct2", "vllm", "openai", "scripted"] = Field(
+        "hf", description="hf: transformers on CPU/GPU; ct2: the same model through CTranslate2 on CPU (pip install 'compound[ct2]'); vllm: vLLM on a GPU; openai: any OpenAI-compatible endpoint; scripted: a test double."
     )
     model: str = Field(
         "smollm2-135m",
-        description="hf: 'smollm2-135m' (embedded), a local HF directory or a .gguf file; vllm/openai: the served model name.",
+        description="hf/ct2: 'smollm2-135m' (embedded), a local HF directory or a .gguf file; vllm/openai: the served model name.",
     )
     base_url: str | None = Field(None, description="openai engine: the endpoint, e.g. http://127.0.0.1:8000/v1.")
     api_key_env: str = Field("OPENAI_API_KEY", description="openai engine: the environment variable holding the API key.")
@@ -70,7 +70,8 @@ class LLMConfig(_Section):
     quantize: Literal["auto", "int8", "none"] = Field(
         "none",
         description="hf engine: none = weights as loaded; int8 = int8 linear layers (1.7-1.9x faster agent workload on CPU, "
-        "but the quickstart's no-examples success fell from 44% to 19-25%); auto = int8 for float32 on CPU, none on GPU.",
+        "but the quickstart's no-examples success fell from 44% to 19-25%); auto = int8 for float32 on CPU, none on GPU. "
+        "ct2 engine: int8 (auto, int8) or float32 (none) CTranslate2 weights.",
     )
     num_engines: int = Field(1, ge=1, description="Engine actors to start (one per GPU for vllm).")
     tensor_parallel_size: int = Field(1, ge=1, description="vllm engine: GPUs per engine; above 1, a placement group of one GPU per bundle, used by vLLM's Ray executor.")

@@ -39,6 +39,8 @@ def engine_kwargs(cfg: LLMConfig) -> dict[str, Any]:
     """The factory arguments of ``compound.llm.factory.make_llm`` for this config."""
     if cfg.engine == "hf":
         return {"model": cfg.model, "max_batch": cfg.max_batch, "max_wait_ms": cfg.max_wait_ms, "quantize": cfg.quantize}
+    if cfg.engine == "ct2":
+        return {"model": cfg.model, "quantize": cfg.quantize}
     if cfg.engine == "vllm":
         kwargs: dict[str, Any] = {
             "model": cfg.model,
@@ -164,6 +166,8 @@ def start_engines(
             options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
                 placement_group=pg, placement_group_bundle_index=0, placement_group_capture_child_tasks=True
             )
+        elif cfg.engine == "ct2":
+            options["num_cpus"] = 1
         elif cfg.engine == "hf":
             gpus = ray.cluster_resources().get("GPU", 0)
             options.update(num_gpus=1 if gpus >= cfg.num_engines else 0, num_cpus=1 if gpus == 0 else 0)

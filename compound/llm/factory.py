@@ -18,6 +18,12 @@ def _hf() -> Callable[..., LLMClient]:
     return HFEngine
 
 
+def _ct2() -> Callable[..., LLMClient]:
+    from compound.llm.ct2 import CT2Engine
+
+    return CT2Engine
+
+
 def _openai() -> Callable[..., LLMClient]:
     from compound.llm.openai_client import OpenAIClient
 
@@ -38,6 +44,7 @@ def _scripted() -> Callable[..., LLMClient]:
 
 ENGINES: dict[str, Callable[[], Callable[..., LLMClient]]] = {
     "hf": _hf,
+    "ct2": _ct2,
     "openai": _openai,
     "vllm": _vllm,
     "scripted": _scripted,
