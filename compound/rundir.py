@@ -163,13 +163,17 @@ class RunDir:
         return True
 
     def _identities(self, name: str) -> set[str]:
+        return {_identity(record) for record in self.records(name)}
+
+    def records(self, name: str) -> list[dict[str, Any]]:
+        """The records of a jsonl file, in order (none if it does not exist)."""
         path = self.path / name
         if not path.is_file():
-            return set()
-        out = set()
+            return []
+        out = []
         for line in path.read_text(encoding="utf-8").splitlines():
             try:
-                out.add(_identity(json.loads(line)))
+                out.append(json.loads(line))
             except json.JSONDecodeError:  # a line cut by a kill: not a record
                 continue
         return out
