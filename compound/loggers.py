@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from compound.config_errors import ConfigError
 from compound.observe import record_step, scalars
@@ -27,8 +27,9 @@ def _installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def check_loggers(names: Sequence[str], installed=_installed) -> None:
+def check_loggers(names: Sequence[str], installed: Callable[[str], bool] | None = None) -> None:
     """Raise a one-line ``ConfigError`` for a logger named in ``distributed.loggers`` whose package is missing."""
+    installed = installed or _installed
     for name in names:
         modules, fix = PACKAGES[name]
         if not any(installed(m) for m in modules):
