@@ -95,9 +95,10 @@ class Tally:
 def scalars(record: dict[str, Any]) -> dict[str, float]:
     """A metrics.jsonl record as ``name -> number``, for loggers that want flat scalars.
 
-    Names start with the event and the record's phase and trial when it has
-    them; nested mappings and lists add their keys and indices. Strings and
-    the record's place (time, segment, round) are left out.
+    Names start with the event, or the record's phase (and trial) when it
+    has one; nested mappings and lists add their keys and indices (a
+    segment's ``params/1/temperature`` is trial 1's). Strings and the
+    record's place (time, segment, round, tasks) are left out.
 
     >>> scalars({"event": "segment", "segment": 1, "success": [0.5, 1.0], "staleness": {"mean": 0.5}, "time": 9.0})
     {'segment/success/0': 0.5, 'segment/success/1': 1.0, 'segment/staleness/mean': 0.5}
@@ -121,7 +122,7 @@ def scalars(record: dict[str, Any]) -> dict[str, float]:
                 walk(f"{name}/{i}", v)
 
     for key, value in record.items():
-        if key not in ("event", "phase", "trial", "time", "segment", "round", "tasks", "params"):
+        if key not in ("event", "phase", "trial", "time", "segment", "round", "tasks"):
             walk(f"{prefix}/{key}", value)
     return out
 

@@ -42,7 +42,7 @@ def test_scalars_flatten_records_by_event_phase_and_trial():
     assert scalars(segment) == {
         "segment/success/0": 1.0, "segment/success/1": 0.5, "segment/store_sizes/0": 2.0, "segment/store_sizes/1": 1.0,
         "segment/staleness/episodes": 2.0, "segment/staleness/mean": 0.5,
-        "segment/staleness/histogram/0": 1.0, "segment/staleness/histogram/1": 1.0,
+        "segment/staleness/histogram/0": 1.0, "segment/staleness/histogram/1": 1.0, "segment/params/0/k": 3.0,
     }
     assert scalars({"event": "eval", "phase": "eval/trial", "trial": 2, "success": 0.5}) == {"eval/trial-2/success": 0.5}
     assert scalars({"event": "progress", "label": "train", "episodes": 4, "episodes_per_s": 0.5}) == {
