@@ -35,7 +35,10 @@ def run_samples(run: str) -> dict[str, float]:
 
     out: dict[str, float] = {}
     for url in metrics_endpoints():
-        text = urllib.request.urlopen(url, timeout=10).read().decode()
+        try:
+            text = urllib.request.urlopen(url, timeout=10).read().decode()
+        except OSError:  # the node's metrics agent is still starting: nothing there yet
+            continue
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
                 if sample.name.startswith("ray_compound_") and sample.labels.get("run") == run:
@@ -74,14 +77,16 @@ def test_a_runs_metrics_are_on_the_prometheus_endpoint_during_the_run(ray_sessio
     assert held.wait(timeout=180), "the run never recorded its first results"
 
     samples: dict[str, float] = {}
-    for _ in range(240):  # Ray's agents export every few seconds: read until the figures are there (at most ~60 s)
-        samples = run_samples(actor_prefix(tmp_path))
-        if complete(samples):
-            break
-        time.sleep(0.25)
-    during = thread.is_alive() and not (tmp_path / "summary.md").exists()
-    scraped.set()
-    thread.join(timeout=180)
+    try:
+        for _ in range(240):  # Ray's agents export every few seconds: read until the figures are there (at most ~60 s)
+            samples = run_samples(actor_prefix(tmp_path))
+            if complete(samples):
+                break
+            time.sleep(0.25)
+        during = thread.is_alive() and not (tmp_path / "summary.md").exists()
+    finally:
+        scraped.set()  # let the run go whatever happened, so it does not hold the shared Ray for later tests
+        thread.join(timeout=180)
 
     assert complete(samples), f"missing on the endpoint: {samples}"
     assert during, "the endpoint was read while the run was held"
