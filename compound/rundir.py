@@ -4,8 +4,9 @@ Layout (DESIGN.md): ``config.yaml``, ``trajectories.parquet`` (every
 attempt), ``stores/<trial>.parquet``, ``lineage.jsonl`` (every curation
 decision), ``metrics.jsonl``, ``summary.md`` and its plots (``success.png``,
 ``throughput.png``, ``staleness.png``). Every write is atomic (temp file,
-then ``os.replace``) so a crash never leaves half a file, and trajectories are rewritten whole at each checkpoint so the file on
-disk is always a valid Parquet table.
+then ``os.replace``) so a crash never leaves half a file, and trajectories
+are rewritten whole at each checkpoint so the file on disk is always a
+valid Parquet table.
 """
 
 from __future__ import annotations
