@@ -166,6 +166,7 @@ def _preflight(cfg) -> None:
     import difflib
 
     from compound.envs import load_plugins, specs
+    from compound.loggers import check_loggers
     from compound.tasks import load_tasks
 
     load_plugins(cfg.env.plugins, cfg.env.plugin_dirs)
@@ -175,6 +176,7 @@ def _preflight(cfg) -> None:
         hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
         raise ConfigError(f"env.id: unknown environment {cfg.env.id!r}{hint} (`compound envs` lists them)")
     load_tasks(cfg)  # the environment's parameters and the splits' sizes, checked here, not in an actor
+    check_loggers(cfg.distributed.loggers)
     address = cfg.distributed.address or os.environ.get("RAY_ADDRESS")
     if address:
         from compound.distributed.runtime import wait_reachable

@@ -206,6 +206,21 @@ class DistributedConfig(_Section):
         300.0, gt=0.0,
         description="How long to wait for the engines' GPUs (a placement group) before failing with what was asked for.",
     )
+    dashboard: bool = Field(
+        True,
+        description="Start the Ray dashboard with a local Ray (when ray[default] is installed); its URL goes to the log and "
+        "summary.md. A joined cluster keeps its own dashboard.",
+    )
+    metrics_export_port: int = Field(
+        0, ge=0, le=65535,
+        description="Port of a local Ray's Prometheus metrics endpoint (the run's compound_* metrics); 0 = Ray picks one. "
+        "A joined cluster keeps its own.",
+    )
+    loggers: list[Literal["wandb", "tensorboard"]] = Field(
+        default_factory=list,
+        description="Also log metrics.jsonl's figures to Weights & Biases (wandb) or TensorBoard (tensorboard, into "
+        "RUN_DIR/tensorboard/); each needs its package installed.",
+    )
 
 
 class EvalConfig(_Section):

@@ -1,4 +1,4 @@
-"""summary.md and success.png: the part of a run directory a person reads first.
+"""summary.md and its plots: the part of a run directory a person reads first.
 
 Pure functions over trajectories and metric records, plus one writer; no Ray.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from compound.config import RunConfig
+from compound.observe import plot_staleness, plot_throughput, staleness_summary
 from compound.rundir import RunDir
 from compound.types import Trajectory
 
@@ -78,6 +79,7 @@ def summary_markdown(
     wall_time_s: float,
     retries: int,
     failed: int = 0,
+    plots: Sequence[str] = ("success.png",),
 ) -> str:
     lines = [
         f"# Run `{cfg.name}`",
@@ -118,14 +120,31 @@ def summary_markdown(
         f"{stats['steps_per_s']:.2f} steps/s, {stats['completion_tokens_per_s']:.1f} generated tokens/s; "
         f"{stats['prompt_tokens']} prompt and {stats['completion_tokens']} generated tokens. "
         f"Actions mapped to a valid one: {stats['mapped_actions']}; invalid: {stats['invalid_actions']}.",
+    ]
+    stale = _staleness_line(segments)
+    if stale:
+        lines += ["", stale]
+    lines += ["", "## Plots", "", *(f"![{name}]({name})" for name in plots)]
+    lines += [
         "",
         "## Files",
         "",
         "`config.yaml` (resolved config), `trajectories.parquet` (every attempt), `stores/` (each trial's store and the final one), "
-        "`lineage.jsonl` (curation decisions), `metrics.jsonl`, `success.png`.",
+        f"`lineage.jsonl` (curation decisions), `metrics.jsonl` (segments, progress, evaluation), {', '.join(f'`{p}`' for p in plots)}.",
         "",
     ]
     return "\n".join(lines)
+
+
+def _staleness_line(segments: Sequence[dict[str, Any]]) -> str:
+    """How far behind the curator's example set training episodes ran, over all segments ("" when unknown)."""
+    values = [int(gap) for s in segments for gap, n in s.get("staleness", {}).get("histogram", {}).items() for _ in range(n)]
+    summary = staleness_summary(values)
+    if not summary["episodes"]:
+        return ""
+    fresh = summary["histogram"].get("0", 0)
+    return (f"Staleness: {summary['episodes']} training episodes ran a mean {summary['mean']:.2f} example-set versions behind "
+            f"the curator's (max {summary['max']}); {fresh} saw the latest.")
 
 
 def plot_success(path: Any, curves: dict[int, list[float]], evaluation: dict[str, float]) -> None:
@@ -165,11 +184,19 @@ def write_report(
     model: str,
     wall_time_s: float,
     retries: int = 0,
-) -> None:
+) -> dict[str, Any]:
+    """summary.md, success.png, and throughput.png and staleness.png from metrics.jsonl; returns the summary record."""
     trajectories = run_dir.trajectories
     stats = throughput(trajectories, wall_time_s)
     eval_episodes = sum(1 for t in trajectories if t.phase == "eval/none") or sum(1 for t in trajectories if t.phase == "eval/store")
-    run_dir.append_jsonl("metrics.jsonl", {"event": "summary", "evaluation": evaluation, "wall_time_s": wall_time_s, **stats})
+    summary = {"event": "summary", "evaluation": evaluation, "wall_time_s": wall_time_s, **stats}
+    run_dir.append_jsonl("metrics.jsonl", summary)
+    plot_success(run_dir.path / "success.png", success_curve(trajectories), evaluation)
+    records = run_dir.records("metrics.jsonl")
+    plots = ["success.png"]
+    for name, plot in (("throughput.png", plot_throughput), ("staleness.png", plot_staleness)):
+        if plot(run_dir.path / name, records):
+            plots.append(name)
     run_dir.write_text(
         "summary.md",
         summary_markdown(
@@ -184,6 +211,7 @@ def write_report(
             wall_time_s=wall_time_s,
             retries=retries,
             failed=sum(1 for t in trajectories if t.error),
+            plots=plots,
         ),
     )
-    plot_success(run_dir.path / "success.png", success_curve(trajectories), evaluation)
+    return summary

@@ -2,10 +2,11 @@
 
 Layout (DESIGN.md): ``config.yaml``, ``trajectories.parquet`` (every
 attempt), ``stores/<trial>.parquet``, ``lineage.jsonl`` (every curation
-decision), ``metrics.jsonl``, ``summary.md`` and ``success.png``. Every write
-is atomic (temp file, then ``os.replace``) so a crash never leaves half a
-file, and trajectories are rewritten whole at each checkpoint so the file on
-disk is always a valid Parquet table.
+decision), ``metrics.jsonl``, ``summary.md`` and its plots (``success.png``,
+``throughput.png``, ``staleness.png``). Every write is atomic (temp file,
+then ``os.replace``) so a crash never leaves half a file, and trajectories
+are rewritten whole at each checkpoint so the file on disk is always a
+valid Parquet table.
 """
 
 from __future__ import annotations
@@ -163,13 +164,17 @@ class RunDir:
         return True
 
     def _identities(self, name: str) -> set[str]:
+        return {_identity(record) for record in self.records(name)}
+
+    def records(self, name: str) -> list[dict[str, Any]]:
+        """The records of a jsonl file, in order (none if it does not exist)."""
         path = self.path / name
         if not path.is_file():
-            return set()
-        out = set()
+            return []
+        out = []
         for line in path.read_text(encoding="utf-8").splitlines():
             try:
-                out.add(_identity(json.loads(line)))
+                out.append(json.loads(line))
             except json.JSONDecodeError:  # a line cut by a kill: not a record
                 continue
         return out

@@ -68,6 +68,11 @@ class ExperienceStore:
     def __len__(self) -> int:
         return len(self._attempts)
 
+    @property
+    def retrievable(self) -> int:
+        """How many stored trajectories retrieval can show (``stats()["retrievable"]`` without the rest of ``stats``)."""
+        return len(self._stack)
+
     def trajectories(self) -> list[Trajectory]:
         """Every attempt, failures included, in first-arrival order of their keys."""
         return list(self._attempts.values())

@@ -93,7 +93,7 @@ class AdaptiveRun(Run):
                 "elapsed_s": round(time.time() - self.started, 2),
             }
             rounds.append(record)
-            self.dir.append_jsonl("metrics.jsonl", record)
+            self.record_metrics(record)
             self.dir.checkpoint()
             if outcome.decision.stop:
                 break

@@ -46,14 +46,17 @@ from compound.curation.op_log import Op, OpLog
 from compound.curation.segment_pass import segment_pass
 from compound.curation.utility import OnlineUtility
 from compound.curation.vectors import TrajectoryVectors
+from compound.distributed.metrics import RunMetrics
 from compound.distributed.runtime import quiet_actor_logging
+from compound.observe import staleness
 from compound.types import ExampleSet, Trajectory
 
 
 @ray.remote
 class Curator:
     def __init__(self, trials: int, embedder: str, *, dedup: bool = False, dedup_threshold: float | None = None,
-                 code_envs: tuple[str, ...] = (), fixed: int = 0, checkpoint: str | None = None, run: str = "") -> None:
+                 code_envs: tuple[str, ...] = (), fixed: int = 0, checkpoint: str | None = None, run: str = "",
+                 live_examples: bool = True) -> None:
         quiet_actor_logging()
         self.embedder = make_embedder(embedder)
         self.dedup = [InsertDedup(threshold=dedup_threshold, code_envs=code_envs) if dedup else None for _ in range(trials)]
@@ -65,12 +68,18 @@ class Curator:
         self.fixed_ids: list[set[str]] = [set() for _ in range(trials)]
         self.last: dict[tuple, Trajectory] = {}  # per attempt key, the result last accepted (a retried push is acked, not reapplied)
         self.results: dict[str, Any] = {}  # per driver op id, its result (a retried call is answered, not reapplied)
+        # Training episodes read these logs (bootstrap), so how far a log moved while one ran is its staleness;
+        # adaptive rounds show frozen sets, whose versions are another count.
+        self.live_examples = live_examples
+        self.stale: dict[tuple, int | None] = {}  # per attempt key, its staleness (replayed like the rest)
+        self.metrics = RunMetrics(run)
         self.oplog = OpLog(checkpoint, run) if checkpoint else None
         self.replayed = 0
         if self.oplog is not None:  # a restart: Ray called __init__ again with the same arguments
             for op in self.oplog.replay():
                 self._apply(op)
                 self.replayed += 1
+        self._export()
 
     # -- the checkpoint ------------------------------------------------------
     def _apply(self, op: Op) -> Any:
@@ -103,7 +112,13 @@ class Curator:
         out = self._apply(op)
         if self.oplog is not None:
             self.oplog.append(op)
+        self._export()
         return out
+
+    def _export(self) -> None:
+        """Each trial's example-set version and store sizes to Ray's metrics (live calls only, not a replay)."""
+        for trial, (store, log) in enumerate(zip(self.stores, self.logs)):
+            self.metrics.example_set(trial, log.version, len(store), store.retrievable)
 
     def checkpoint_info(self) -> dict[str, Any]:
         """Where the checkpoint is, how many calls it holds, and how many this incarnation replayed at start."""
@@ -118,7 +133,10 @@ class Curator:
         """
         if self.last.get(trajectory.attempt_key) == trajectory:  # a push retried after a restart, already accepted
             return self.logs[trajectory.trial].version
-        return self._accept(Op("submit", {"worker": worker}, (trajectory,), (vectors,)))
+        out = self._accept(Op("submit", {"worker": worker}, (trajectory,), (vectors,)))
+        if self.stale.get(trajectory.attempt_key) is not None:
+            self.metrics.staleness(trajectory.trial, self.stale[trajectory.attempt_key])
+        return out
 
     def _submit(self, trajectory: Trajectory, vectors: TrajectoryVectors | None, worker: str) -> int:
         given = {trajectory.id: vectors} if vectors is not None else None
@@ -128,6 +146,8 @@ class Curator:
             raise CurationError(f"refused a trajectory from worker {worker or '?'}: {exc}") from None
         self.utility.observe(trajectory)
         self.last[trajectory.attempt_key] = trajectory
+        if self.live_examples:
+            self.stale[trajectory.attempt_key] = staleness(trajectory.example_set_version, self.logs[trajectory.trial].version)
         return self._publish(trajectory)
 
     def submit_many(self, trajectories: list[Trajectory], op_id: str = "") -> None:
@@ -214,6 +234,10 @@ class Curator:
 
     def snapshots(self) -> list[ExampleSet]:
         return [s.snapshot() for s in self.stores]
+
+    def staleness(self, keys: list[tuple]) -> list[int | None]:
+        """Per attempt key, how many versions its trial's log had moved on while it ran (None: unknown, or shown none)."""
+        return [self.stale.get(tuple(k)) for k in keys]
 
     def stats(self) -> list[dict[str, Any]]:
         return [{**s.stats(), "chunks": len(log.handles), "log_version": log.version} for s, log in zip(self.stores, self.logs)]

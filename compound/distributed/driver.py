@@ -43,11 +43,14 @@ from compound.curation.vectors import strategy_vectors
 from compound.distributed.curator import Curator
 from compound.distributed.engines import start_engines, stop_engines
 from compound.distributed.episodes import EVAL_NONE, EVAL_STORE, EVAL_TRIAL, TRAIN, EpisodeSpec, make_spec
+from compound.distributed.metrics import RunMetrics
 from compound.distributed.runtime import init_ray
 from compound.distributed.scheduler import EpisodeScheduler
 from compound.distributed.worker import AgentWorker
 from compound.curation.op_log import OpLog
 from compound.failures import CuratorLost, FailureBudget, retry_delay
+from compound.loggers import Loggers
+from compound.observe import PROGRESS_EVERY_S, Tally, staleness_summary
 from compound.tasks import load_tasks
 from compound.replay import canonical_order
 from compound.report import write_report
@@ -102,6 +105,9 @@ class Run:
         self.progress = progress
         self.started = time.time()
         self.code_actions = False  # set from the environment in execute()
+        self.tally = Tally(self.started)  # this execution's episodes, steps and tokens (progress records)
+        self.train_counts: dict[int, list[int]] = {}  # per trial, [successes, episodes] recorded by this execution
+        self.loggers = Loggers([], self.dir.path, "", {})  # execute() makes the configured ones
 
     # -- setup ------------------------------------------------------------
     def _start_actors(self) -> None:
@@ -112,6 +118,7 @@ class Run:
         self.model_name = model_name
         # one call at a time: the stores it holds are not thread-safe
         prefix = actor_prefix(self.dir.path)
+        self.metrics = RunMetrics(prefix)
         # restarted by Ray when killed; it rebuilds itself from its checkpoint (every accepted call, in order).
         # A new incarnation of the driver (a --resume) starts it empty and replays the saved segments itself.
         checkpoint = f"{cfg.distributed.checkpoint_uri or self.dir.path / 'curator'}/{prefix}"
@@ -123,6 +130,7 @@ class Run:
             cfg.curation.trials, cfg.curation.embedder, dedup=cfg.curation.dedup,
             dedup_threshold=cfg.curation.dedup_threshold, code_envs=(cfg.env.id,) if self.code_actions else (),
             fixed=cfg.curation.fixed_examples, checkpoint=checkpoint, run=prefix,
+            live_examples=cfg.curation.mode != "adaptive",
         )
         self.workers = [
             AgentWorker.options(
@@ -133,7 +141,7 @@ class Run:
         ]
         self.scheduler = EpisodeScheduler(
             self.workers, cfg.distributed.episodes_per_worker, cfg.distributed.max_episode_retries,
-            max_transient_retries=cfg.distributed.max_transient_retries,
+            max_transient_retries=cfg.distributed.max_transient_retries, metrics=self.metrics,
         )
 
     def ask_curator(self, method: str, *args: Any, op_id: str = "", timeout_s: float = 300.0) -> Any:
@@ -182,9 +190,11 @@ class Run:
             log.info("%s: %d of %d episodes already done (resume)", label, done_before, len(specs))
         bar = tqdm(total=len(specs), initial=done_before, desc=label, unit="ep", disable=not self.progress, leave=False)
         wins = sum(t.success for t in map(self.dir.get, (s.key for s in specs)) if t is not None)
-        last_checkpoint = time.monotonic()
+        last_checkpoint = last_progress = time.monotonic()
+        self.tally.begin(time.time())
         for trajectory in self.scheduler.run(todo, frozen=frozen):
             self.dir.record(trajectory)
+            self._count(trajectory)
             if trajectory.error:  # failed by itself: kept as a failed attempt, counted against the budget
                 log.warning("episode %s failed by itself: %s", attempt_name(trajectory), trajectory.error)
                 self.failures.record(attempt_name(trajectory), trajectory.error)
@@ -194,8 +204,34 @@ class Run:
             if time.monotonic() - last_checkpoint > CHECKPOINT_EVERY_S:
                 self.dir.checkpoint()
                 last_checkpoint = time.monotonic()
+            if time.monotonic() - last_progress > PROGRESS_EVERY_S:
+                self._progress(label)
+                last_progress = time.monotonic()
         bar.close()
+        if todo:
+            self._progress(label)
         return [self.dir.get(s.key) for s in specs]
+
+    def _count(self, trajectory: Trajectory) -> None:
+        """A result into the throughput tally, and a training one into its trial's success rate (a Ray gauge)."""
+        self.tally.add(trajectory)
+        if trajectory.phase == TRAIN:
+            counts = self.train_counts.setdefault(trajectory.trial, [0, 0])
+            counts[0] += int(trajectory.success)
+            counts[1] += 1
+            self.metrics.train_success({trajectory.trial: counts[0] / counts[1]})
+
+    def _progress(self, label: str) -> None:
+        """A ``progress`` record: totals and rates since the last one, and the scheduler's queue."""
+        self.record_metrics({
+            "event": "progress", "label": label, **self.tally.window(time.time()),
+            "queued": self.scheduler.queued, "in_flight": self.scheduler.in_flight,
+        })
+
+    def record_metrics(self, record: dict[str, Any]) -> None:
+        """A record to metrics.jsonl, and to the configured loggers when the file did not hold it yet."""
+        if self.dir.append_jsonl("metrics.jsonl", record):
+            self.loggers.log(record)
 
     def train(self, tasks: list[Task]) -> list[dict[str, Any]]:
         cfg = self.cfg
@@ -213,7 +249,10 @@ class Run:
             saved = [t for t in map(self.dir.get, (s.key for s in specs)) if t is not None]
             if saved:  # resume: rebuild the stores segment by segment, so selection replays exactly
                 self.ask_curator("submit_many", saved, op_id=f"segment-{index}:submit_many")
+            mark = self.tally.mark(time.time())
             results = self._run_specs(specs, f"train segment {index + 1} (tasks {lo + 1}-{hi})")
+            throughput = self.tally.since(mark, time.time())
+            stale = self.ask_curator("staleness", [r.attempt_key for r in results])
             by_trial = [[r for r in results if r.trial == t] for t in range(trials)]
             scores = [success_rate(rs) for rs in by_trial]
             stats = self.ask_curator("stats")
@@ -229,6 +268,9 @@ class Run:
                 "tasks": [lo, hi],
                 "success": scores,
                 "store_sizes": sizes,
+                "example_set_versions": [s.get("log_version", 0) for s in stats],
+                "staleness": staleness_summary(stale),
+                "throughput": throughput,
                 "coverage": curation["coverage"],
                 "collapsed": [len(c) for c in collapsed],
                 "mean_q": curation["mean_q"],
@@ -237,7 +279,7 @@ class Run:
                 "elapsed_s": round(time.time() - self.started, 2),
             }
             segments.append(record)
-            self.dir.append_jsonl("metrics.jsonl", record)
+            self.record_metrics(record)
             self.dir.append_jsonl("lineage.jsonl", {
                 "event": "segment_end", "segment": index, "tasks": [t.key for t in tasks[lo:hi]],
                 "store_sizes": record["store_sizes"], "params": record["params"],
@@ -301,7 +343,7 @@ class Run:
             specs = [make_spec(cfg.seed, phase, 0, task) for task in tasks]
             out = self._run_specs(specs, f"evaluate {phase}", frozen=frozen if phase == EVAL_STORE else None)
             results[phase] = success_rate(out)
-            self.dir.append_jsonl("metrics.jsonl", {"event": "eval", "phase": phase, "success": results[phase], "episodes": len(out)})
+            self.record_metrics({"event": "eval", "phase": phase, "success": results[phase], "episodes": len(out)})
             self.dir.checkpoint()
         if cfg.eval.per_trial and cfg.curation.trials > 1 and cfg.agent.examples != "none":
             for snapshot in self.final_snapshots:  # each trial as it ended: its store and its hyper-parameters
@@ -310,8 +352,8 @@ class Run:
                 specs = [make_spec(cfg.seed, EVAL_TRIAL, i, task, params=self.params[i]) for task in tasks]
                 out = self._run_specs(specs, f"evaluate trial {i}", frozen=refs)
                 results[f"{EVAL_TRIAL}-{i}"] = success_rate(out)
-                self.dir.append_jsonl("metrics.jsonl", {"event": "eval", "phase": EVAL_TRIAL, "trial": i,
-                                                         "success": results[f"{EVAL_TRIAL}-{i}"], "episodes": len(out)})
+                self.record_metrics({"event": "eval", "phase": EVAL_TRIAL, "trial": i,
+                                     "success": results[f"{EVAL_TRIAL}-{i}"], "episodes": len(out)})
                 self.dir.checkpoint()
         return results
 
@@ -327,6 +369,16 @@ class Run:
         about: dict[str, Any] = {}
         train_tasks, held_out = load_tasks(cfg, about)
         self.code_actions = about.get("action_kind") == "code"
+        self.loggers = Loggers(cfg.distributed.loggers, self.dir.path, self.dir.path.name, cfg.model_dump(mode="json"))
+        try:
+            evaluation, wall = self._execute(where, train_tasks, held_out)
+        finally:
+            self.loggers.close()
+        train_results = [t for t in self.dir.trajectories if t.phase == TRAIN]
+        return RunResult(self.dir.path, success_rate(train_results), evaluation, wall)
+
+    def _execute(self, where: str, train_tasks: list[Task], held_out: list[Task]) -> tuple[dict[str, float], float]:
+        """Train, build the final store, evaluate, report; returns the held-out results and the wall time."""
         self._start_actors()
         try:
             segments = self.train(train_tasks)
@@ -336,10 +388,9 @@ class Run:
             self.dir.checkpoint()  # whatever finished is kept, also on Ctrl-C or a failed episode
             self.release()
         wall = time.time() - self.started
-        train_results = [t for t in self.dir.trajectories if t.phase == TRAIN]
-        write_report(
+        summary = write_report(
             self.dir,
-            cfg,
+            self.cfg,
             segments=segments,
             evaluation=evaluation,
             store_size=store_size,
@@ -348,7 +399,8 @@ class Run:
             wall_time_s=wall,
             retries=self.scheduler.retries,
         )
-        return RunResult(self.dir.path, success_rate(train_results), evaluation, wall)
+        self.loggers.log(summary)
+        return evaluation, wall
 
 
 def run(cfg: RunConfig, out_dir: str | Path, *, progress: bool = True) -> RunResult:

@@ -13,6 +13,8 @@ import ray
 from compound.config import DistributedConfig
 from compound.failures import ClusterUnreachable
 
+log = logging.getLogger(__name__)
+
 
 # Settings every actor process gets: offline models, no tokenizer thread pools
 # fighting the engine for cores, no per-actor progress bars in the driver's log.
@@ -101,33 +103,76 @@ def init_ray(cfg: DistributedConfig, *, runtime_env: dict | None = None) -> str:
     A plain ``ray.init()`` joins whatever cluster ``ray start`` left on the
     machine; without an address (or with ``local``) the run starts its own
     local Ray instead (``address="local"``), so the summary's "local Ray"
-    is true and ``distributed.num_cpus`` applies. The run's actors live in
+    is true and ``distributed.num_cpus`` applies, and with it the dashboard
+    and the metrics port (``start_options``). The run's actors live in
     the ``compound`` namespace. Returns a short description of where the
-    run executes (for the summary). Idempotent: a Ray already initialised
+    run executes, with the dashboard's URL when there is one (for the
+    summary), and logs the URL. Idempotent: a Ray already initialised
     in this process is reused (tests share one local cluster).
     """
     if ray.is_initialized():
-        return "existing Ray session"
+        return with_dashboard("existing Ray session", session_dashboard_url())
     address = cfg.address or os.environ.get("RAY_ADDRESS")
     kwargs: dict = dict(
         namespace=NAMESPACE,
         logging_level=logging.WARNING,
         log_to_driver=True,
-        include_dashboard=False,
         configure_logging=True,
     )
     env_vars = {**ACTOR_ENV_VARS, **(runtime_env or {}).get("env_vars", {})}
     kwargs["runtime_env"] = {**(runtime_env or {}), "env_vars": env_vars}
     if address and address != "local":
         wait_reachable(address, cfg.connect_timeout_s)
-        try:
-            ray.init(address=address, **kwargs)
+        try:  # the cluster's dashboard and metrics port are its own: nothing of start_options applies
+            context = ray.init(address=address, **kwargs)
         except (ConnectionError, RuntimeError) as exc:
             raise ClusterUnreachable(_join_failure(address, exc)) from None
-        return f"Ray cluster at {address}"
+        return with_dashboard(f"Ray cluster at {address}", context.dashboard_url)
     local_worker_priority()
-    ray.init(address="local", num_cpus=cfg.num_cpus, **kwargs)
-    return f"local Ray ({int(ray.cluster_resources().get('CPU', 0))} CPUs)"
+    context = ray.init(address="local", num_cpus=cfg.num_cpus, **kwargs, **start_options(cfg))
+    return with_dashboard(f"local Ray ({int(ray.cluster_resources().get('CPU', 0))} CPUs)", context.dashboard_url)
+
+
+def start_options(cfg: DistributedConfig) -> dict:
+    """``ray.init`` options only a Ray the run starts takes: the dashboard and the metrics export port.
+
+    ``include_dashboard=None`` is Ray's own rule: start the dashboard when
+    ``ray[default]`` is installed (a minimal Ray has none to start).
+    """
+    options: dict = {"include_dashboard": None if cfg.dashboard else False}
+    if cfg.metrics_export_port:
+        options["_metrics_export_port"] = cfg.metrics_export_port
+    return options
+
+
+def with_dashboard(where: str, dashboard_url: str | None) -> str:
+    """``where``, plus the dashboard's URL when there is one; the URL is logged too, for the person watching.
+
+    >>> with_dashboard("local Ray (2 CPUs)", "127.0.0.1:8265"), with_dashboard("local Ray (2 CPUs)", "")
+    ('local Ray (2 CPUs), dashboard http://127.0.0.1:8265', 'local Ray (2 CPUs)')
+    """
+    if not dashboard_url:
+        return where
+    url = dashboard_url if "://" in dashboard_url else f"http://{dashboard_url}"
+    log.info("Ray dashboard at %s (the run's metrics are named compound_*)", url)
+    return f"{where}, dashboard {url}"
+
+
+def session_dashboard_url() -> str:
+    """The dashboard URL of the Ray this process already joined ("" when it has none)."""
+    try:
+        return ray._private.worker._global_node.webui_url or ""  # what ray.init's context reads
+    except AttributeError:  # a client connection (ray://) has no local node
+        return ""
+
+
+def metrics_endpoints() -> list[str]:
+    """``http://host:port/metrics``: each live node's Prometheus endpoint, where the run's ``ray_compound_*`` metrics are."""
+    return [
+        f"http://{node['NodeManagerAddress']}:{node['MetricsExportPort']}/metrics"
+        for node in ray.nodes()
+        if node.get("Alive") and node.get("MetricsExportPort")
+    ]
 
 
 def working_dir_copy_warning(run_dir: Path) -> str | None:

@@ -74,6 +74,7 @@ class EpisodeScheduler:
         backoff_s: tuple[float, float] = (0.2, 5.0),
         max_transient_retries: int = 8,
         transient_backoff_s: tuple[float, float] = (1.0, 30.0),
+        metrics: Any = None,
     ) -> None:
         if not workers:
             raise ValueError("EpisodeScheduler needs at least one worker")
@@ -84,6 +85,8 @@ class EpisodeScheduler:
         self.pids: list[int] = ray.get([w.pid.remote() for w in workers])  # also waits until all are up
         self.max_transient_retries = max_transient_retries
         self.transient_backoff_s = transient_backoff_s
+        self.metrics = metrics  # a ``metrics.RunMetrics``: episodes queued and in flight, as they change
+        self.queued = self.in_flight = 0  # as of the last pass of ``run``
         self._rng = random.Random(0)  # jitter only; which worker runs a retry does not change its result
         self.retries = 0  # episodes re-run because their worker failed under them
         self.transient_retries = 0  # episodes re-run after a transient failure
@@ -124,6 +127,9 @@ class EpisodeScheduler:
         while True:
             self._send_due_probes()
             fill()
+            self.queued, self.in_flight = len(pending) + len(delayed), len(in_flight)
+            if self.metrics is not None:
+                self.metrics.load(self.queued, self.in_flight)
             if not in_flight and not pending and not delayed:
                 return
             if not in_flight and not self._probes and health.all_given_up():

@@ -36,6 +36,7 @@ from compound.curation.trial_params import agent_for
 from compound.curation.vectors import embed_trajectories
 from compound.distributed.engines import RemoteLLM, engine_kwargs
 from compound.distributed.episodes import EVAL_NONE, EpisodeSpec, episode_temperature, failed_attempt
+from compound.distributed.metrics import RunMetrics, TimedLLM, current_actor_run_tag
 from compound.envs import Env, load_plugins, make
 from compound.failures import CuratorLost, classify, describe, retry_delay
 from compound.types import ExampleSet, Trajectory
@@ -97,6 +98,8 @@ class AgentWorker:
             self.llm = make_llm("openai", **engine_kwargs(cfg.llm))
         else:
             self.llm = RemoteLLM(engines, model_name)
+        self.metrics = RunMetrics(current_actor_run_tag())
+        self.llm = TimedLLM(self.llm, self.metrics)
         self.envs = EnvPool(cfg.env.id, dict(cfg.env.params))
         self.embedder = make_embedder(cfg.curation.embedder)
         self._views: dict[int, _TrialView] = {}
@@ -198,6 +201,7 @@ class AgentWorker:
         else:
             self.envs.release(env)
         trajectory = trajectory.with_updates(phase=spec.phase)
+        self.metrics.episode(trajectory)
         if spec.learn:
             vectors = None
             if trajectory.success:  # the worker embeds its own success: the curator only checks and appends
