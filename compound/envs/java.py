@@ -147,8 +147,12 @@ def stop_py4j_java(client: Any) -> None:
         client.close()
     except Exception:  # a JVM that already died cannot be asked to stop
         pass
-    if process is None:
-        return
+    if process is not None:
+        wait_for_jvm_exit(process)
+
+
+def wait_for_jvm_exit(process: subprocess.Popen) -> None:
+    """Wait for a JVM asked to stop (killing it past ``JVM_EXIT_TIMEOUT_S``), then close its pipes."""
     if sys.is_finalizing():
         # py4j's daemon thread may hold the process's wait lock forever now; don't wait on it.
         process.kill()
