@@ -51,8 +51,11 @@ class EnvPool:
         self._all: list[Env] = []
 
     def acquire(self) -> Env:
-        if self._idle:
-            return self._idle.pop()
+        while self._idle:
+            env = self._idle.pop()
+            if getattr(env, "alive", True):
+                return env
+            self.discard(env)  # its simulator's JVM died while it waited: a new instance starts a new one
         env = make(self._env_id, **self._params)
         self._all.append(env)
         return env
