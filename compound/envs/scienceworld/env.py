@@ -48,7 +48,7 @@ from compound.envs.scienceworld.catalog import (
     select_variations,
     simplification_for,
 )
-from compound.envs.scienceworld.jvm import DEFAULT_JVM_HEAP_MB, start_simulator, stop_simulator
+from compound.envs.scienceworld.jvm import DEFAULT_JVM_HEAP_MB, start_simulator
 from compound.types import Observation, StepResult, Task
 
 _NOT_UNDERSTOOD = ("No known action matches that input", "Unknown action.")
@@ -208,7 +208,7 @@ class SciWorldEnv:
         self._episode = None
         if sw is None:
             return
-        stop_simulator(sw)
+        sw.close()
 
     def __enter__(self) -> "SciWorldEnv":
         return self

@@ -47,8 +47,3 @@ def start_simulator(heap_mb: int | None, shared: bool = True) -> Any:
         lastStepScore=0, taskName=None, envStepLimit=100, runHistories={}, goldPathGenerated=False,
         _obj_tree_tempdir=tempfile.TemporaryDirectory(),
     )
-
-
-def stop_simulator(sw: Any) -> None:
-    """Give one instance's interface object back; the JVM stops (waited for) with its last instance."""
-    sw.close()
