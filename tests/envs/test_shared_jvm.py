@@ -145,6 +145,11 @@ def _pid(env) -> int:
 
 def test_broken_instance_leaves_the_jvm_and_a_killed_jvm_is_replaced():
     pytest.importorskip("textworld_express")
+    from compound.distributed.worker import EnvPool
+
+    pool = EnvPool("twx/coin", TWX_PARAMS)  # the worker's: lends an idle instance to the next episode
+    waiting = pool.acquire()
+    pool.release(waiting)
     envs = [make("twx/coin", **TWX_PARAMS) for _ in range(3)]
     try:
         task = envs[0].tasks("train")[0]
@@ -171,7 +176,10 @@ def test_broken_instance_leaves_the_jvm_and_a_killed_jvm_is_replaced():
         assert _pid(fresh) != pid and fresh.alive
         assert fresh.reset(task).text == make_alone_first_observation(task)
         assert [r["restarts"] for r in shared_jvms() if r["pid"] == _pid(fresh)] == [1]
+        lent = pool.acquire()  # not the instance that waited on the dead JVM
+        assert lent is not waiting and lent.alive and _pid(lent) == _pid(fresh)
     finally:
+        pool.close()
         for env in envs:
             env.close()  # the dead JVM's instances close without hanging
 
