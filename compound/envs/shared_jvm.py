@@ -12,7 +12,7 @@ the same observations and scores for the same seeds and actions, interleaved
 or in threads, is checked per suite against the real simulators
 (``tests/envs/test_shared_jvm.py``).
 
-A JVM that dies (killed, out of memory) is noticed: calls on its interface
+A JVM that dies (killed; out of memory, as ``EXIT_ON_OOM`` makes it) is noticed: calls on its interface
 objects raise ``SimulatorLost``, a ``ConnectionError``, which
 ``compound.failures.classify`` counts as transient, so the episodes on it
 are run again; the next lease starts a fresh JVM. Releasing one broken
@@ -36,6 +36,11 @@ from typing import Any, Callable
 
 from compound.envs.base import EnvError
 from compound.envs.java import ensure_java, wait_for_jvm_exit
+
+
+EXIT_ON_OOM = "-XX:+ExitOnOutOfMemoryError"
+"""Java option for every simulator JVM: out of heap, it exits (its episodes rerun on a fresh one) instead of
+answering each call of every instance on it with an ``OutOfMemoryError``."""
 
 
 class SimulatorLost(EnvError, ConnectionError):
@@ -69,8 +74,13 @@ class _JVM:
             )
         except Exception as exc:
             raise EnvError(f"could not start the {spec.label} JVM ({exc}); check `java -version` works") from exc
-        self.gateway = JavaGateway(gateway_parameters=GatewayParameters(port=port, auto_field=True), java_process=self.process)
-        self._cls = _resolve(self.gateway.jvm, spec.interface)
+        try:
+            self.gateway = JavaGateway(gateway_parameters=GatewayParameters(port=port, auto_field=True), java_process=self.process)
+            self._cls = _resolve(self.gateway.jvm, spec.interface)
+        except BaseException:
+            self.process.kill()
+            wait_for_jvm_exit(self.process)
+            raise
 
     @property
     def pid(self) -> int:

@@ -3,7 +3,8 @@
 Per suite: the same tasks and actions give the same transcripts (observation,
 offered actions, reward, score, flags) whether each instance has its own JVM
 and plays alone, or the instances share the process's JVM and are stepped
-interleaved, or from threads at once. Then the shared JVM's lifetime: one
+interleaved, or from threads at once; for ScienceWorld up to the order in
+which it lists things, which depends on the JVM's history in any arrangement. Then the shared JVM's lifetime: one
 broken instance does not take it down, and a JVM killed with SIGKILL fails
 its episodes as transient and is replaced for new instances.
 """
@@ -154,13 +155,13 @@ def test_broken_instance_leaves_the_jvm_and_a_killed_jvm_is_replaced():
     try:
         task = envs[0].tasks("train")[0]
         pid = _pid(envs[0])
-        assert {_pid(e) for e in envs} == {pid}
+        assert {_pid(e) for e in [*envs, waiting]} == {pid}
         # A broken instance (its episode raised) is closed, as the worker's pool discards it: the JVM stays.
         with pytest.raises(EnvError, match="reset"):
             envs[2].step("look around")
         envs.pop(2).close()
         assert all(e.alive for e in envs) and envs[0].reset(task).text
-        assert [r["leases"] for r in shared_jvms() if r["pid"] == pid] == [2]
+        assert [r["leases"] for r in shared_jvms() if r["pid"] == pid] == [3]  # two here, one in the pool
 
         os.kill(pid, signal.SIGKILL)
         envs[0]._twx._lease._jvm.process.wait()  # reap it, so "gone" is what every check below sees

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from compound.envs.base import SPLITS, EnvError
-from compound.envs.shared_jvm import JVMSpec, lease, on_lease
+from compound.envs.shared_jvm import EXIT_ON_OOM, JVMSpec, lease, on_lease
 from compound.envs.textworld_express.games import (
     DEFAULT_SPLIT_SIZES,
     check_game,
@@ -266,8 +266,9 @@ def _start_twx(env_step_limit: int, shared: bool) -> Any:
         raise EnvError(
             f"TextWorldExpress is not installed ({exc}); `pip install textworld-express`"
         ) from exc
-    # The package's own launch: its jar, working directory and Java options.
-    spec = JVMSpec(JAR_PATH, BASEPATH, "textworldexpress.runtime.PythonInterface", ("-Xverify:none",), "TextWorldExpress")
+    # The package's own launch (its jar, working directory, Java options), exiting when out of heap.
+    spec = JVMSpec(JAR_PATH, BASEPATH, "textworldexpress.runtime.PythonInterface", ("-Xverify:none", EXIT_ON_OOM),
+                   "TextWorldExpress")
     # What TextWorldExpressEnv.__init__ sets once its JVM is up (textworld-express 1.x), less the
     # object-tree temp file (an open file per instance; TWXEnv never reads the object tree).
     # TWX's own done flag also fires one step past envStepLimit; we count steps ourselves.
