@@ -16,9 +16,10 @@ previous step, so an episode's rewards sum to its final score; ``info``
 carries the score itself.
 
 Every instance of a process plays on one shared JVM, each with its own
-Java-side game object (``compound.envs.shared_jvm``): ~3 MB and ~1 ms per
-instance instead of ~78 MB and ~0.8 s; ``shared_jvm=False`` gives each
-instance a JVM of its own.
+Java-side game object (``compound.envs.shared_jvm``): at 512-2048 instances
+~2-5 MB resident and ~25 ms (loading the game) each, instead of ~74 MB and
+~0.8 s for a JVM each (``benchmarks/concurrency.py``); ``shared_jvm=False``
+gives each instance a JVM of its own.
 """
 
 from __future__ import annotations
