@@ -8,7 +8,7 @@ with the store; a chunk is fetched once per worker and shared by every trial
 whose log lists it (a PBT copy moves nothing). Workers embed their own
 successes and push the vectors with them. Environments
 are pooled: one instance per concurrent episode, created on first use; an
-instance that raised is closed, not lent again.
+instance that raised, or whose simulator died, is closed, not lent again.
 
 An episode that fails by itself (``compound.failures.classify``: its
 environment raised, the endpoint refused the request) comes back as a
@@ -52,8 +52,11 @@ class EnvPool:
         self._all: list[Env] = []
 
     def acquire(self) -> Env:
-        if self._idle:
-            return self._idle.pop()
+        while self._idle:
+            env = self._idle.pop()
+            if getattr(env, "alive", True):
+                return env
+            self.discard(env)  # its simulator's JVM died while it waited: a new instance starts a new one
         env = make(self._env_id, **self._params)
         self._all.append(env)
         return env

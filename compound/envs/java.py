@@ -26,7 +26,6 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 from compound.envs.base import EnvError
 
@@ -134,21 +133,12 @@ def clear_java_cache() -> None:
 JVM_EXIT_TIMEOUT_S = 10.0
 
 
-def stop_py4j_java(client: Any) -> None:
-    """Close a py4j-backed simulator (TextWorldExpress, ScienceWorld) and wait for its JVM to exit.
+def wait_for_jvm_exit(process: subprocess.Popen) -> None:
+    """Wait for a py4j JVM asked to stop (killing it past ``JVM_EXIT_TIMEOUT_S``), then close its pipes.
 
-    Both packages start ``java`` through a py4j gateway and close it without
-    waiting, which leaks JVMs when many environments come and go. Here the
-    client is asked to close, then its process is waited for (killed if it
-    hangs past ``JVM_EXIT_TIMEOUT_S``) and its pipes are closed.
+    The packages' own ``close()`` asks and returns at once, which leaked JVMs
+    when many environments came and went (``compound.envs.shared_jvm`` waits).
     """
-    process = getattr(getattr(client, "_gateway", None), "java_process", None)
-    try:
-        client.close()
-    except Exception:  # a JVM that already died cannot be asked to stop
-        pass
-    if process is None:
-        return
     if sys.is_finalizing():
         # py4j's daemon thread may hold the process's wait lock forever now; don't wait on it.
         process.kill()

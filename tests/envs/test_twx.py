@@ -165,10 +165,11 @@ def _java_children() -> set[int]:
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc to list processes")
 def test_close_stops_every_jvm():
+    """Instances with JVMs of their own (``shared_jvm=False``); the shared JVM's lifetime is in test_shared_jvm.py."""
     before, threads_before = _java_children(), set(threading.enumerate())
     processes = []
     for _ in range(4):
-        env = TWXEnv("arithmetic", train_size=1, dev_size=0, test_size=0)
+        env = TWXEnv("arithmetic", train_size=1, dev_size=0, test_size=0, shared_jvm=False)
         task = env.tasks("train")[0]
         env.reset(task)
         processes.append(env._twx._gateway.java_process)

@@ -1,4 +1,4 @@
-"""ScienceWorld as ``Env``: one or more task types, one JVM per instance.
+"""ScienceWorld as ``Env``: one or more task types, one JVM per process (``jvm.py``).
 
 ScienceWorld (Wang et al. 2022) is a Scala simulator of an elementary-science
 world with 30 task types, each with many *variations* (substances, rooms,
@@ -48,7 +48,7 @@ from compound.envs.scienceworld.catalog import (
     select_variations,
     simplification_for,
 )
-from compound.envs.scienceworld.jvm import DEFAULT_JVM_HEAP_MB, start_simulator, stop_simulator
+from compound.envs.scienceworld.jvm import DEFAULT_JVM_HEAP_MB, start_simulator
 from compound.types import Observation, StepResult, Task
 
 _NOT_UNDERSTOOD = ("No known action matches that input", "Unknown action.")
@@ -74,7 +74,9 @@ class SciWorldEnv:
     default, as SwiftSage and ETO evaluate; "" for none), ``max_variations``
     (per split; ``None`` = all), ``step_limit`` (truncate after that many
     steps), ``max_actions`` (cap on offered actions; 0 offers none),
-    ``jvm_heap_mb`` (the simulator JVM's heap cap; ``None``: Java's default).
+    ``jvm_heap_mb`` (the simulator JVM's heap cap; ``None``: Java's default),
+    ``shared_jvm`` (default true: play on the process's one JVM; false: on a
+    JVM of this instance's own).
 
     >>> env = SciWorldEnv("boil", max_variations=3)  # doctest: +SKIP
     >>> obs = env.reset(env.tasks("train")[0])  # doctest: +SKIP
@@ -92,6 +94,7 @@ class SciWorldEnv:
         step_limit: int = 100,
         max_actions: int = DEFAULT_MAX_ACTIONS,
         jvm_heap_mb: int | None = DEFAULT_JVM_HEAP_MB,
+        shared_jvm: bool = True,
     ) -> None:
         self._sw: Any = None  # set first so close() works if anything below fails
         self.task_names = check_task_names(task_names)
@@ -105,11 +108,13 @@ class SciWorldEnv:
         bad_heap = isinstance(jvm_heap_mb, bool) or not isinstance(jvm_heap_mb, int) or jvm_heap_mb < 64
         if jvm_heap_mb is not None and bad_heap:
             raise EnvError(f"jvm_heap_mb must be an integer >= 64, or null for the JVM's default, got {jvm_heap_mb!r}")
+        if not isinstance(shared_jvm, bool):
+            raise EnvError(f"shared_jvm must be true or false, got {shared_jvm!r}")
         self.step_limit = step_limit
         self.max_actions = max_actions
         self._tasks: dict[str, tuple[Task, ...]] = {}
         self._episode: _Episode | None = None
-        self._sw = start_simulator(jvm_heap_mb)
+        self._sw = start_simulator(jvm_heap_mb, shared_jvm)
         _LIVE.add(self)
 
     # ---------------------------------------------------------------- tasks
@@ -192,13 +197,18 @@ class SciWorldEnv:
             },
         )
 
+    @property
+    def alive(self) -> bool:
+        """False once closed or once its JVM died (a pool then makes a new instance instead of lending this one)."""
+        return self._sw is not None and self._sw._lease.alive()
+
     def close(self) -> None:
-        """Shut the JVM down and wait for it to exit (killing it if it hangs)."""
+        """Give this instance's simulator object back; its JVM stops (waited for) once no instance uses it."""
         sw, self._sw = self._sw, None
         self._episode = None
         if sw is None:
             return
-        stop_simulator(sw)
+        sw.close()
 
     def __enter__(self) -> "SciWorldEnv":
         return self

@@ -1,4 +1,4 @@
-"""TextWorldExpress games as ``Env``: one game, one JVM per instance.
+"""TextWorldExpress games as ``Env``: one game per instance, one JVM per process.
 
 TextWorldExpress (Jansen & Côté 2022) simulates small text games in Java and
 answers in milliseconds, so it is the cheap suite for many parallel agents.
@@ -14,6 +14,12 @@ into training.
 Reward is the change in TextWorldExpress's normalised score (0..1) since the
 previous step, so an episode's rewards sum to its final score; ``info``
 carries the score itself.
+
+Every instance of a process plays on one shared JVM, each with its own
+Java-side game object (``compound.envs.shared_jvm``): at 512-2048 instances
+~2-5 MB resident and ~25 ms (loading the game) each, instead of ~74 MB and
+~0.8 s for a JVM each (``benchmarks/concurrency.py``); ``shared_jvm=False``
+gives each instance a JVM of its own.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from compound.envs.base import SPLITS, EnvError
-from compound.envs.java import ensure_java, stop_py4j_java
+from compound.envs.shared_jvm import EXIT_ON_OOM, JVMSpec, lease, on_lease
 from compound.envs.textworld_express.games import (
     DEFAULT_SPLIT_SIZES,
     check_game,
@@ -60,7 +66,9 @@ class TWXEnv:
 
     ``game_params`` (or the same names as keywords, e.g. ``numLocations=3``)
     shape the generated games; ``train_size``/``dev_size``/``test_size`` set
-    how many tasks each split has; ``env_step_limit`` truncates an episode.
+    how many tasks each split has; ``env_step_limit`` truncates an episode;
+    ``shared_jvm`` (default true) plays on the process's one JVM, false
+    starts a JVM for this instance alone.
 
     >>> env = TWXEnv("coin", numLocations=2, train_size=5)  # doctest: +SKIP
     >>> obs = env.reset(env.tasks("train")[0])  # doctest: +SKIP
@@ -77,6 +85,7 @@ class TWXEnv:
         dev_size: int = DEFAULT_SPLIT_SIZES["dev"],
         test_size: int = DEFAULT_SPLIT_SIZES["test"],
         env_step_limit: int = 100,
+        shared_jvm: bool = True,
         **params: Any,
     ) -> None:
         self._twx: Any = None  # set first so close() works if anything below fails
@@ -87,10 +96,12 @@ class TWXEnv:
         if isinstance(env_step_limit, bool) or not isinstance(env_step_limit, int) or env_step_limit < 1:
             raise EnvError(f"env_step_limit must be a positive integer, got {env_step_limit!r}")
         self.env_step_limit = env_step_limit
+        if not isinstance(shared_jvm, bool):
+            raise EnvError(f"shared_jvm must be true or false, got {shared_jvm!r}")
         self._loaded: dict[str, int] | None = None
         self._episode: _Episode | None = None
         self._tasks: dict[str, tuple[Task, ...]] = {}
-        self._twx = _start_twx(env_step_limit)
+        self._twx = _start_twx(env_step_limit, shared_jvm)
         try:
             self._load(self.game_params)
         except BaseException:
@@ -184,13 +195,17 @@ class TWXEnv:
             },
         )
 
+    @property
+    def alive(self) -> bool:
+        """False once closed or once its JVM died (a pool then makes a new instance instead of lending this one)."""
+        return self._twx is not None and self._twx._lease.alive()
+
     def close(self) -> None:
-        """Shut the JVM down and wait for it to exit (killing it if it hangs)."""
+        """Give this instance's game object back; its JVM stops (waited for) once no instance uses it."""
         twx, self._twx = self._twx, None
         self._episode = None
-        if twx is None:
-            return
-        stop_py4j_java(twx)
+        if twx is not None:
+            twx.close()
 
     def __enter__(self) -> "TWXEnv":
         return self
@@ -243,14 +258,23 @@ def _sorted_actions(infos: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(sorted(set(infos.get("validActions") or ())))
 
 
-def _start_twx(env_step_limit: int) -> Any:
-    """Start one TextWorldExpress JVM (java found or bundled by ``ensure_java``)."""
-    ensure_java()
+def _start_twx(env_step_limit: int, shared: bool) -> Any:
+    """TextWorldExpress's own Python wrapper, on a game object of the shared JVM (or of a JVM of its own)."""
     try:
         from textworld_express import TextWorldExpressEnv
+        from textworld_express.constants import BASEPATH, JAR_PATH
     except ImportError as exc:
         raise EnvError(
             f"TextWorldExpress is not installed ({exc}); `pip install textworld-express`"
         ) from exc
+    # The package's own launch (its jar, working directory, Java options), exiting when out of heap.
+    spec = JVMSpec(JAR_PATH, BASEPATH, "textworldexpress.runtime.PythonInterface", ("-Xverify:none", EXIT_ON_OOM),
+                   "TextWorldExpress")
+    # What TextWorldExpressEnv.__init__ sets once its JVM is up (textworld-express 1.x), less the
+    # object-tree temp file (an open file per instance; TWXEnv never reads the object tree).
     # TWX's own done flag also fires one step past envStepLimit; we count steps ourselves.
-    return TextWorldExpressEnv(envStepLimit=env_step_limit + 1)
+    return on_lease(
+        TextWorldExpressEnv, lease(spec, shared=shared),
+        lastStepScore=0, envStepLimit=env_step_limit + 1, runHistory=[], seed=None, gameName=None,
+        gameParams="", gameFold="train", generateGoldPath=False, goldPathGenerated=False,
+    )
