@@ -96,7 +96,7 @@ class AgentWorker:
 
             self.llm = make_llm("openai", **engine_kwargs(cfg.llm))
         else:
-            self.llm = RemoteLLM(engines, model_name)
+            self.llm = RemoteLLM.from_config(engines, model_name, cfg.llm)
         self.envs = EnvPool(cfg.env.id, dict(cfg.env.params))
         self.embedder = make_embedder(cfg.curation.embedder)
         self._views: dict[int, _TrialView] = {}
@@ -175,12 +175,13 @@ class AgentWorker:
             retriever = await self._retriever_for_trial(spec.trial)
             retriever.diversity = float(spec.params.get("diversity", cfg.curation.diversity))
             retriever.utility_weight = cfg.curation.utility_weight
+        llm = self.llm.for_episode() if isinstance(self.llm, RemoteLLM) else self.llm  # its calls stay on one engine
         env = self.envs.acquire()
         try:
             trajectory = await run_episode(
                 env,
                 spec.task,
-                self.llm,
+                llm,
                 retriever,
                 agent,
                 trial=spec.trial,
@@ -197,6 +198,9 @@ class AgentWorker:
             trajectory = failed_attempt(spec, describe(exc), self.llm.model_name)
         else:
             self.envs.release(env)
+        finally:
+            if llm is not self.llm:
+                await llm.aclose()
         trajectory = trajectory.with_updates(phase=spec.phase)
         if spec.learn:
             vectors = None
