@@ -80,9 +80,9 @@ class LLMConfig(_Section):
         "(task and example set) to the engine holding it; least_loaded = every call to the engine with the fewest in flight.",
     )
     routing_slack: int = Field(
-        2, ge=0, le=4096,
-        description="sticky routing: how many more live episodes than the least-loaded engine the engine holding an episode's "
-        "prefix may have and still get it.",
+        1, ge=0, le=4096,
+        description="sticky routing: how many more of a worker's live episodes than the least-loaded engine the engine holding "
+        "an episode's prompt prefix may have and still get it (0: affinity only breaks ties).",
     )
     max_outstanding_per_engine: int = Field(
         32, ge=1, le=65536,

@@ -296,7 +296,7 @@ class RemoteLLM:
         *,
         routing: str = "sticky",
         max_outstanding: int = 32,
-        slack: int = 2,
+        slack: int = 1,
     ) -> None:
         if not handles:
             raise ValueError("RemoteLLM needs at least one engine actor")

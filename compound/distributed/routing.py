@@ -128,7 +128,7 @@ class Router:
     while every engine is full.
     """
 
-    def __init__(self, engines: int, *, max_outstanding: int = 32, slack: int = 2) -> None:
+    def __init__(self, engines: int, *, max_outstanding: int = 32, slack: int = 1) -> None:
         if engines < 1 or max_outstanding < 1 or slack < 0:
             raise ValueError(f"Router needs engines >= 1, max_outstanding >= 1, slack >= 0; got {engines}, {max_outstanding}, {slack}")
         self.max_outstanding = max_outstanding
