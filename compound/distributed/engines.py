@@ -69,6 +69,18 @@ def engine_kwargs(cfg: LLMConfig) -> dict[str, Any]:
     return {"script": list(cfg.script), "model_name": f"scripted:{cfg.model}"}
 
 
+def new_tally() -> dict[str, int]:
+    """Zero totals of calls served: calls, prompt_tokens, cached_prompt_tokens (from the prefix cache), completion_tokens."""
+    return {"calls": 0, "prompt_tokens": 0, "cached_prompt_tokens": 0, "completion_tokens": 0}
+
+
+def tally(totals: dict[str, int], completion: Completion) -> None:
+    totals["calls"] += 1
+    totals["prompt_tokens"] += completion.prompt_tokens
+    totals["cached_prompt_tokens"] += completion.cached_prompt_tokens
+    totals["completion_tokens"] += completion.completion_tokens
+
+
 class EngineHost:
     """What an engine actor does, as a plain class (``EngineActor`` is its Ray actor) so it can be tested without Ray.
 
@@ -92,7 +104,7 @@ class EngineHost:
         self._exit_process = exit_process
         self._exiting = False
         self.llm: LLMClient = make_llm(engine, **kwargs)
-        self._served = {"calls": 0, "prompt_tokens": 0, "cached_prompt_tokens": 0, "completion_tokens": 0}
+        self._served = new_tally()
         self._recording: list[tuple[list[Message], dict[str, Any]]] | None = None
 
     async def model_name(self) -> str:
@@ -114,18 +126,11 @@ class EngineHost:
         except EngineDead as exc:
             self._exit_soon(exc)
             raise
-        self._count(completion)
+        tally(self._served, completion)
         return completion
 
-    def _count(self, completion: Completion) -> None:
-        served = self._served
-        served["calls"] += 1
-        served["prompt_tokens"] += completion.prompt_tokens
-        served["cached_prompt_tokens"] += completion.cached_prompt_tokens
-        served["completion_tokens"] += completion.completion_tokens
-
     async def stats(self) -> dict[str, int]:
-        """Totals of the calls served: calls, prompt_tokens, cached_prompt_tokens (from the prefix cache), completion_tokens."""
+        """Totals of the calls served (``new_tally``'s keys)."""
         return dict(self._served)
 
     async def record(self, on: bool = True) -> None:
@@ -146,16 +151,12 @@ class EngineHost:
         is compared against (``benchmarks/throughput.py`` part b).
         """
         pending = list(requests)[::-1]
-        totals = {"calls": 0, "completion_tokens": 0, "prompt_tokens": 0, "cached_prompt_tokens": 0}
+        totals = new_tally()
 
         async def stream() -> None:
             while pending:
                 messages, kwargs = pending.pop()
-                completion = await self.llm.generate(messages, **kwargs)
-                totals["calls"] += 1
-                totals["completion_tokens"] += completion.completion_tokens
-                totals["prompt_tokens"] += completion.prompt_tokens
-                totals["cached_prompt_tokens"] += completion.cached_prompt_tokens
+                tally(totals, await self.llm.generate(messages, **kwargs))
 
         started = time.perf_counter()
         await asyncio.gather(*(stream() for _ in range(max(1, concurrency))))
