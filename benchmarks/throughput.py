@@ -24,8 +24,8 @@ TextWorldExpress coin game) on a local Ray.
 Prints a table per part and writes ``<part>.json`` and ``<part>.png`` under
 ``benchmarks/results/throughput/`` (``--quick``: ``.../throughput/quick/``).
 
-    python benchmarks/throughput.py              # all parts, ~15-20 min on 2 cores
-    python benchmarks/throughput.py --quick      # small sizes, ~3 min
+    python benchmarks/throughput.py              # all parts: 13 min on 2 cores shared with other jobs (load 6-37)
+    python benchmarks/throughput.py --quick      # small sizes: 9 min on the same loaded cores, ~2 idle
     python benchmarks/throughput.py --parts c --routing-tasks 12
 
 Wall-clock figures depend on the machine and on what else runs on it; the
@@ -361,8 +361,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     quick = {"tasks": 4, "steps": 3, "workers": [1], "concurrency": [1, 4], "episodes": 8, "round_trips": 50,
              "engine_concurrency": 4, "engine_episodes": 4, "engine_rounds": 1, "routing_tasks": 2, "routing_attempts": 2}
-    full = {"tasks": 16, "steps": 8, "workers": [1, 2], "concurrency": [1, 8, 32], "episodes": 64, "round_trips": 500,
-            "engine_concurrency": 8, "engine_episodes": 16, "engine_rounds": 2, "routing_tasks": 6, "routing_attempts": 4}
+    full = {"tasks": 16, "steps": 5, "workers": [1, 2], "concurrency": [1, 8, 32], "episodes": 64, "round_trips": 500,
+            "engine_concurrency": 8, "engine_episodes": 8, "engine_rounds": 3, "routing_tasks": 4, "routing_attempts": 4}
     for key, value in (quick if args.quick else full).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
