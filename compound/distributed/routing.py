@@ -34,9 +34,14 @@ talking: a prefix's first choice is its rendezvous-hash home
 (``home_engine``), the same in every worker and moved only for the keys of
 an engine that is gone, and each worker remembers where it actually sent
 a prefix (``affinity``) once load pushed it elsewhere. Balance holds because
-every worker balances its own episodes, so the sums stay within
-``workers x slack`` of even; the bound on outstanding calls is per worker
-(an engine sees at most ``workers x max_outstanding``).
+every worker balances its own episodes: an engine has at most ``slack + 1``
+more of a worker's live episodes than the least-loaded one, so at most
+``workers x (slack + 1)`` more in all; the bound on outstanding calls is per
+worker too (an engine sees at most ``workers x max_outstanding``). Measured
+on 2 shared CPU cores (``benchmarks/throughput.py``): a no-op Ray actor call
+takes 1.7 ms, what a router actor would add to every call; with two hf
+engines sticky routing prefilled 7-16% fewer prompt tokens than per-call
+least-loaded routing.
 
 Pure decisions (``choose_engine``, ``home_engine``, ``prefix_key``) take
 plain numbers; ``Router`` holds the counts. Nothing here imports Ray.
