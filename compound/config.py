@@ -74,6 +74,21 @@ class LLMConfig(_Section):
         "ct2 engine: int8 (auto, int8) or float32 (none) CTranslate2 weights.",
     )
     num_engines: int = Field(1, ge=1, description="Engine actors to start (one per GPU for vllm).")
+    routing: Literal["sticky", "least_loaded"] = Field(
+        "sticky",
+        description="Which engine serves a call (several engines): sticky = an episode's calls stay on one engine (its prefix "
+        "cache serves the growing transcript), new episodes go to the least-loaded engine, episodes with the same prompt prefix "
+        "(task and example set) to the engine holding it; least_loaded = every call to the engine with the fewest in flight.",
+    )
+    routing_slack: int = Field(
+        1, ge=0, le=4096,
+        description="sticky routing: how many more of a worker's live episodes than the least-loaded engine the engine holding "
+        "an episode's prompt prefix may have and still get it (0: affinity only breaks ties).",
+    )
+    max_outstanding_per_engine: int = Field(
+        32, ge=1, le=65536,
+        description="Most calls one agent worker keeps in flight to one engine; further calls wait for one to finish (backpressure).",
+    )
     tensor_parallel_size: int = Field(1, ge=1, description="vllm engine: GPUs per engine; above 1, a placement group of one GPU per bundle, used by vLLM's Ray executor.")
     gpu_memory_utilization: float = Field(0.85, gt=0.0, le=1.0, description="vllm engine: share of GPU memory to use.")
     dtype: Literal["auto", "bfloat16", "float16", "half", "float32", "float"] = Field(

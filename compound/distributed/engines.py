@@ -1,9 +1,12 @@
 """Engine actors: one LLM engine per actor (per GPU for vLLM), shared by all agent workers.
 
 Agents talk to engines through ``RemoteLLM``, an ``LLMClient`` that forwards
-each call to the least-busy engine actor, so the agent code is the same
-whether its model runs in-process, in an actor, or behind an HTTP endpoint.
-An OpenAI-compatible endpoint needs no actor: each worker calls it directly.
+each call to an engine actor, so the agent code is the same whether its
+model runs in-process, in an actor, or behind an HTTP endpoint. Which engine
+serves a call is ``compound.distributed.routing``'s decision: an episode's
+client (``RemoteLLM.for_episode``) keeps all its calls on one engine, so the
+engine's prefix cache serves its growing transcript. An OpenAI-compatible
+endpoint needs no actor: each worker calls it directly.
 
 An engine that reports ``EngineDead`` (vLLM's engine core died) cannot serve
 again, so its actor exits with a crash (``os._exit``, not
@@ -14,8 +17,10 @@ Ray's ``max_restarts`` replaces it with a fresh engine.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
+import time
 from typing import Any, Callable, Sequence
 
 import ray
@@ -25,8 +30,9 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 from ray.exceptions import GetTimeoutError, RayActorError
 
 from compound.config import LLMConfig
-from compound.failures import ResourcesUnavailable
+from compound.failures import ResourcesUnavailable, retry_delay
 from compound.llm.base import Completion, EngineDead, LLMClient, Message, Unavailable
+from compound.distributed.routing import Router, prefix_key
 from compound.distributed.runtime import quiet_actor_logging
 
 log = logging.getLogger(__name__)
@@ -65,11 +71,28 @@ def engine_kwargs(cfg: LLMConfig) -> dict[str, Any]:
     return {"script": list(cfg.script), "model_name": f"scripted:{cfg.model}"}
 
 
+def new_tally() -> dict[str, int]:
+    """Zero totals of calls served: calls, prompt_tokens, cached_prompt_tokens (from the prefix cache), completion_tokens."""
+    return {"calls": 0, "prompt_tokens": 0, "cached_prompt_tokens": 0, "completion_tokens": 0}
+
+
+def tally(totals: dict[str, int], completion: Completion) -> None:
+    totals["calls"] += 1
+    totals["prompt_tokens"] += completion.prompt_tokens
+    totals["cached_prompt_tokens"] += completion.cached_prompt_tokens
+    totals["completion_tokens"] += completion.completion_tokens
+
+
 class EngineHost:
     """What an engine actor does, as a plain class (``EngineActor`` is its Ray actor) so it can be tested without Ray.
 
     Its async ``generate`` lets the engine batch concurrent calls.
     ``exit_process`` ends the process (``os._exit`` in an actor; tests pass a recorder).
+    ``stats`` adds up what it served (calls, prompt, cached and generated
+    tokens), whatever the engine; ``record`` keeps the requests themselves
+    so that tests can see which engine served which call and
+    ``benchmarks/throughput.py`` can replay them (``replay``) as the engine's
+    own ceiling.
     """
 
     def __init__(self, engine: str, kwargs: dict[str, Any], exit_process: Callable[[int], Any] = os._exit) -> None:
@@ -83,6 +106,8 @@ class EngineHost:
         self._exit_process = exit_process
         self._exiting = False
         self.llm: LLMClient = make_llm(engine, **kwargs)
+        self._served = new_tally()
+        self._recording: list[tuple[list[Message], dict[str, Any]]] | None = None
 
     async def model_name(self) -> str:
         return self.llm.model_name
@@ -91,12 +116,53 @@ class EngineHost:
         """This engine's process id: a restarted engine answers with a new one."""
         return os.getpid()
 
+    async def healthy(self) -> bool:
+        """False once the engine is dead and this actor is about to exit for its restart."""
+        return not self._exiting
+
     async def generate(self, messages: Sequence[Message], kwargs: dict[str, Any]) -> Completion:
+        if self._recording is not None:
+            self._recording.append((list(messages), dict(kwargs)))
         try:
-            return await self.llm.generate(messages, **kwargs)
+            completion = await self.llm.generate(messages, **kwargs)
         except EngineDead as exc:
             self._exit_soon(exc)
             raise
+        tally(self._served, completion)
+        return completion
+
+    async def stats(self) -> dict[str, int]:
+        """Totals of the calls served (``new_tally``'s keys)."""
+        return dict(self._served)
+
+    async def record(self, on: bool = True) -> None:
+        """Start (or stop) keeping every request served, until ``recorded`` takes them. Off by default."""
+        self._recording = [] if on else None
+
+    async def recorded(self) -> list[tuple[list[Message], dict[str, Any]]]:
+        """The requests served since ``record`` (messages, sampling arguments), in arrival order; the record is emptied."""
+        taken = self._recording or []
+        if self._recording is not None:
+            self._recording = []
+        return taken
+
+    async def replay(self, requests: Sequence[tuple[list[Message], dict[str, Any]]], concurrency: int) -> dict[str, float]:
+        """Generate ``requests`` straight on this engine, ``concurrency`` at a time: the engine's own batched throughput.
+
+        No agent, environment or Ray hop between calls: what the whole system
+        is compared against (``benchmarks/throughput.py`` part b).
+        """
+        pending = list(requests)[::-1]
+        totals = new_tally()
+
+        async def stream() -> None:
+            while pending:
+                messages, kwargs = pending.pop()
+                tally(totals, await self.llm.generate(messages, **kwargs))
+
+        started = time.perf_counter()
+        await asyncio.gather(*(stream() for _ in range(max(1, concurrency))))
+        return {**totals, "wall_s": time.perf_counter() - started}
 
     def _exit_soon(self, exc: EngineDead) -> None:
         """Crash the actor shortly, once, so Ray restarts it; the delay lets this reply reach its caller."""
@@ -216,14 +282,42 @@ def stop_engines(handles: Sequence[ray.actor.ActorHandle], placement_groups: Seq
 
 
 class RemoteLLM:
-    """``LLMClient`` that forwards to engine actors, choosing the one with fewest calls in flight."""
+    """``LLMClient`` over engine actors; ``compound.distributed.routing.Router`` decides which serves a call.
 
-    def __init__(self, handles: Sequence[ray.actor.ActorHandle], model_name: str) -> None:
+    One per worker. ``for_episode()`` gives an episode its own client whose
+    calls stick to one engine (``routing="sticky"``); ``generate`` here, and
+    every call under ``routing="least_loaded"``, goes to the engine with the
+    fewest calls in flight. At most ``max_outstanding`` calls per engine are
+    in flight from this worker; more wait for a slot. An engine that is lost
+    (its actor died or is restarting, its core is dead) turns the call into a
+    transient ``Unavailable`` / ``EngineDead``, as before (the episode is run
+    again later), and is avoided until it answers again (a probe waits for it).
+    """
+
+    def __init__(
+        self,
+        handles: Sequence[ray.actor.ActorHandle],
+        model_name: str,
+        *,
+        routing: str = "sticky",
+        max_outstanding: int = 32,
+        slack: int = 1,
+    ) -> None:
         if not handles:
             raise ValueError("RemoteLLM needs at least one engine actor")
         self._handles = list(handles)
-        self._in_flight = [0] * len(handles)
+        self.routing = routing
+        self.router = Router(len(self._handles), max_outstanding=max_outstanding, slack=slack)
         self.model_name = model_name
+        self._probes: dict[int, asyncio.Task] = {}
+
+    @classmethod
+    def from_config(cls, handles: Sequence[ray.actor.ActorHandle], model_name: str, cfg: LLMConfig) -> "RemoteLLM":
+        return cls(handles, model_name, routing=cfg.routing, max_outstanding=cfg.max_outstanding_per_engine, slack=cfg.routing_slack)
+
+    def for_episode(self, prefix: str | None = None) -> "EpisodeLLM":
+        """The client for one episode; ``prefix``: its example-set key (default: a digest of its first request's prefix)."""
+        return EpisodeLLM(self, prefix)
 
     async def generate(
         self,
@@ -234,15 +328,87 @@ class RemoteLLM:
         stop: Sequence[str] | None = None,
         seed: int | None = None,
     ) -> Completion:
-        i = min(range(len(self._handles)), key=self._in_flight.__getitem__)
-        self._in_flight[i] += 1
+        return await self.call(None, messages, sampling(max_tokens, temperature, stop, seed))
+
+    async def call(self, engine: int | None, messages: Sequence[Message], kwargs: dict[str, Any]) -> Completion:
+        """One call on ``engine`` (None: the least loaded), in one of its slots."""
+        async with self.router.slot(engine) as i:
+            try:
+                return await self._handles[i].generate.remote(list(messages), kwargs)
+            except RayActorError as exc:  # killed or restarting: the moment's failure, the episode is run again later
+                self._lost(i)
+                raise Unavailable(f"engine {i} is unavailable ({type(exc).__name__}); Ray restarts it") from None
+            except EngineDead:
+                self._lost(i)
+                raise
+
+    def _lost(self, engine: int) -> None:
+        self.router.mark_down(engine)
+        if engine not in self._probes:
+            self._probes[engine] = asyncio.get_running_loop().create_task(self._wait_back(engine))
+
+    async def _wait_back(self, engine: int) -> None:
+        """Ask the lost engine until it answers healthy (Ray holds calls to a restarting actor), then route to it again."""
         try:
-            kwargs = {"max_tokens": max_tokens, "temperature": temperature, "stop": list(stop or []), "seed": seed}
-            return await self._handles[i].generate.remote(list(messages), kwargs)
-        except RayActorError as exc:  # killed or restarting: the moment's failure, the episode is run again later
-            raise Unavailable(f"engine {i} is unavailable ({type(exc).__name__}); Ray restarts it") from None
+            for attempt in itertools.count():
+                try:
+                    if await self._handles[engine].healthy.remote():
+                        self.router.mark_up(engine)
+                        return
+                except RayActorError:
+                    pass
+                await asyncio.sleep(retry_delay(attempt, 0.5, 30.0))
         finally:
-            self._in_flight[i] -= 1
+            self._probes.pop(engine, None)
 
     async def aclose(self) -> None:
-        return None
+        for probe in list(self._probes.values()):
+            probe.cancel()
+
+
+class EpisodeLLM:
+    """One episode's ``LLMClient``: its first call binds it to an engine, and the rest follow (routing ``sticky``).
+
+    ``end()`` (or ``aclose``) unbinds it when the episode is over, so the
+    engine's load counts only live episodes. A call that finds its engine
+    lost unbinds it too: a further call is placed afresh.
+    """
+
+    def __init__(self, remote: RemoteLLM, prefix: str | None) -> None:
+        self._remote = remote
+        self._prefix = prefix
+        self.engine: int | None = None
+        self.model_name = remote.model_name
+
+    async def generate(
+        self,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int = 64,
+        temperature: float = 0.0,
+        stop: Sequence[str] | None = None,
+        seed: int | None = None,
+    ) -> Completion:
+        kwargs = sampling(max_tokens, temperature, stop, seed)
+        if self._remote.routing == "least_loaded":
+            return await self._remote.call(None, messages, kwargs)
+        if self.engine is None:
+            self.engine = self._remote.router.place_episode(self._prefix or prefix_key(messages))
+        try:
+            return await self._remote.call(self.engine, messages, kwargs)
+        except (Unavailable, EngineDead):
+            self.end()
+            raise
+
+    def end(self) -> None:
+        if self.engine is not None:
+            self._remote.router.end_episode(self.engine)
+            self.engine = None
+
+    async def aclose(self) -> None:
+        self.end()
+
+
+def sampling(max_tokens: int, temperature: float, stop: Sequence[str] | None, seed: int | None) -> dict[str, Any]:
+    """The sampling arguments of ``LLMClient.generate``, as an engine actor's ``generate`` takes them."""
+    return {"max_tokens": max_tokens, "temperature": temperature, "stop": list(stop or []), "seed": seed}

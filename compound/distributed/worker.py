@@ -100,9 +100,8 @@ class AgentWorker:
 
             self.llm = make_llm("openai", **engine_kwargs(cfg.llm))
         else:
-            self.llm = RemoteLLM(engines, model_name)
+            self.llm = RemoteLLM.from_config(engines, model_name, cfg.llm)
         self.metrics = RunMetrics(current_actor_run_tag())
-        self.llm = TimedLLM(self.llm, self.metrics)
         self.envs = EnvPool(cfg.env.id, dict(cfg.env.params))
         self.embedder = make_embedder(cfg.curation.embedder)
         self._views: dict[int, _TrialView] = {}
@@ -181,12 +180,14 @@ class AgentWorker:
             retriever = await self._retriever_for_trial(spec.trial)
             retriever.diversity = float(spec.params.get("diversity", cfg.curation.diversity))
             retriever.utility_weight = cfg.curation.utility_weight
+        client = self.llm.for_episode() if isinstance(self.llm, RemoteLLM) else self.llm  # its calls stay on one engine
+        llm = TimedLLM(client, self.metrics)  # each call's latency and tokens reach the run's metrics
         env = self.envs.acquire()
         try:
             trajectory = await run_episode(
                 env,
                 spec.task,
-                self.llm,
+                llm,
                 retriever,
                 agent,
                 trial=spec.trial,
@@ -203,6 +204,9 @@ class AgentWorker:
             trajectory = failed_attempt(spec, describe(exc), self.llm.model_name)
         else:
             self.envs.release(env)
+        finally:
+            if client is not self.llm:
+                await client.aclose()
         trajectory = trajectory.with_updates(phase=spec.phase)
         self.metrics.episode(trajectory)
         if spec.learn:
