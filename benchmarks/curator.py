@@ -170,6 +170,8 @@ def bench_size(size: int, args: argparse.Namespace) -> dict[str, Any]:
     utility = OnlineUtility()
     ingest_s = serialise_s = read_s = apply_s = 0.0
     chunk_bytes: list[int] = []
+    apply_ms: list[float] = []  # per chunk, the crossing chunk left out
+    crossing_s: float | None = None
     chunks = 0
     start_all = time.perf_counter()
     for first in range(0, size, args.chunk):
@@ -194,6 +196,10 @@ def bench_size(size: int, args: argparse.Namespace) -> dict[str, Any]:
         worker.extend(first + len(trajectories), received.trajectories, received.vectors, received.removed, received.utilities)
         t3 = time.perf_counter()
         serialise_s, read_s, apply_s = serialise_s + t1 - t0, read_s + t2 - t1, apply_s + t3 - t2
+        if worker.uses_ann and crossing_s is None:  # this chunk crossed the threshold: float16 copy + IVF training
+            crossing_s = t3 - t2
+        else:
+            apply_ms.append(1e3 * (t3 - t2))
         chunk_bytes.append(len(data) + sum(len(b) for b in stored))
         chunks += 1
         del chunk, received, data, buffers, stored, trajectories, vectors
@@ -212,6 +218,8 @@ def bench_size(size: int, args: argparse.Namespace) -> dict[str, Any]:
         "bytes_to_workers": {str(w): w * total_bytes for w in args.workers},
         "serialise_ms_per_chunk": 1e3 * serialise_s / chunks, "read_ms_per_chunk": 1e3 * read_s / chunks,
         "apply_ms_per_chunk": 1e3 * apply_s / chunks, "worker_total_s": serialise_s + read_s + apply_s,
+        "apply_ms_median": float(np.median(apply_ms)), "apply_ms_p99": float(np.percentile(apply_ms, 99)),
+        "crossing_s": crossing_s,
     }
     mem = worker.memory_bytes()
     per_traj_keyplan = mem["key_plan"] / size
@@ -239,29 +247,36 @@ def bench_size(size: int, args: argparse.Namespace) -> dict[str, Any]:
     del store, log
     gc.collect()
     row["retrieval"] = bench_retrieval(worker, embedder, gen, args)
+    if worker._index is not None:
+        row["nprobe_sweep"] = {}
+        for nprobe in args.nprobe_sweep:  # the same index, other lists scanned per query
+            worker._index.nprobe = nprobe
+            row["nprobe_sweep"][str(nprobe)] = bench_retrieval(worker, embedder, gen, args, tag=f"n{nprobe}.")
     return row
 
 
-def bench_retrieval(worker: FlexRetriever, embedder: LookupEmbedder, gen: ClusteredVectors, args: argparse.Namespace) -> dict[str, Any]:
+def bench_retrieval(worker: FlexRetriever, embedder: LookupEmbedder, gen: ClusteredVectors, args: argparse.Namespace,
+                    tag: str = "") -> dict[str, Any]:
+    """``tag`` names this call's query texts apart (fresh texts: no cached shortlist answers them)."""
     n_q = args.queries
     labels = gen.rng.integers(0, gen.clusters, n_q)
     q_key, q_plan = gen.around("key", labels), gen.around("plan", labels)
     q_step = gen.around("step", labels, args.episode_steps)
     for j in range(n_q):
-        embedder.vectors[f"qk{j}"], embedder.vectors[f"qp{j}"] = q_key[j], q_plan[j]
+        embedder.vectors[f"{tag}qk{j}"], embedder.vectors[f"{tag}qp{j}"] = q_key[j], q_plan[j]
         for s in range(args.episode_steps):
-            embedder.vectors[f"qs{j}.{s}"] = q_step[j * args.episode_steps + s]
+            embedder.vectors[f"{tag}qs{j}.{s}"] = q_step[j * args.episode_steps + s]
     plan_ms, first_ms, later_ms = [], [], []
     plan_rows, short_rows = [], []
     for j in range(n_q):  # one episode per query: key_text(goal, "") == goal, so the goal is the key text
-        common = {"goal": f"qk{j}", "category": "", "k": K, "exclude_task": f"bench/q{j}"}
+        common = {"goal": f"{tag}qk{j}", "category": "", "k": K, "exclude_task": f"bench/q{j}"}
         t0 = time.perf_counter()
         plan = worker.plan_examples(**common)
         plan_ms.append(1e3 * (time.perf_counter() - t0))
         plan_rows.append([worker._row_of_id[e.trajectory_id] for e in plan])
         for s in range(args.episode_steps):
             t0 = time.perf_counter()
-            shown = worker.step_examples(**common, plan=f"qp{j}", query=f"qs{j}.{s}", window=WINDOW)
+            shown = worker.step_examples(**common, plan=f"{tag}qp{j}", query=f"{tag}qs{j}.{s}", window=WINDOW)
             (first_ms if s == 0 else later_ms).append(1e3 * (time.perf_counter() - t0))
         short_rows.append([worker._row_of_id[e.trajectory_id] for e in shown])
     emb = worker._stack.arrays()
@@ -287,12 +302,14 @@ def print_tables(rows: list[dict[str, Any]], workers: list[int]) -> None:
             print(f"{r['trajectories']:>9} {'skipped: store needs ~%.0f GiB' % r['curator_store_projected_gib']:>28}")
     w = workers[-1]
     print(f"\ndelta broadcast (chunks of {rows[0]['chunk']}; per worker: serialise + read + apply)")
-    print(f"{'trajs':>9} {'steps':>5} {'KiB/chunk':>10} {f'MiB to {w} w':>12} {'ser ms':>7} {'read ms':>7} {'apply ms':>8} {'worker s':>9}")
+    print(f"{'trajs':>9} {'steps':>5} {'KiB/chunk':>10} {f'MiB to {w} w':>12} {'ser ms':>7} {'read ms':>7} "
+          f"{'apply p50':>9} {'apply p99':>9} {'cross s':>7} {'worker s':>9}")
     for r in rows:
         d = r["delta"]
+        crossing = f"{d['crossing_s']:.1f}" if d["crossing_s"] is not None else "-"
         print(f"{r['trajectories']:>9} {r['steps_per_trajectory']:>5} {d['bytes_per_chunk'] / 1024:>10.0f} "
               f"{d['bytes_to_workers'][str(w)] / 2**20:>12.0f} {d['serialise_ms_per_chunk']:>7.2f} {d['read_ms_per_chunk']:>7.2f} "
-              f"{d['apply_ms_per_chunk']:>8.1f} {d['worker_total_s']:>9.1f}")
+              f"{d['apply_ms_median']:>9.1f} {d['apply_ms_p99']:>9.1f} {crossing:>7} {d['worker_total_s']:>9.1f}")
     print("\nretrieval per call, ms (no query embedding); recall@6 against an exact scan")
     print(f"{'trajs':>9} {'ann':>4} {'plan p50/p99':>13} {'step1 p50/p99':>14} {'step p50/p99':>13} {'rec plan':>8} {'rec short':>9} "
           f"{'MiB':>7} {'MiB@10st':>8}")
@@ -302,6 +319,12 @@ def print_tables(rows: list[dict[str, Any]], workers: list[int]) -> None:
         print(f"{r['trajectories']:>9} {'yes' if r['uses_ann'] else 'no':>4} {cell('plan_stage'):>13} {cell('step_first'):>14} "
               f"{cell('step_all'):>13} {q['recall_at_6_plan']:>8.3f} {q['recall_at_6_shortlist']:>9.3f} "
               f"{m['key_plan'] + m['steps'] + m['index']:>7.0f} {m['projected_10_steps_total']:>8.0f}")
+    for r in rows:
+        for nprobe, q in r.get("nprobe_sweep", {}).items():
+            print(f"{r['trajectories']:>9} nprobe {nprobe}: plan {q['plan_stage']['p50_ms']:.2f}/{q['plan_stage']['p99_ms']:.2f}, "
+                  f"step1 {q['step_first']['p50_ms']:.2f}/{q['step_first']['p99_ms']:.2f}, "
+                  f"step {q['step_all']['p50_ms']:.2f}/{q['step_all']['p99_ms']:.2f}, "
+                  f"recall plan {q['recall_at_6_plan']:.3f} shortlist {q['recall_at_6_shortlist']:.3f}")
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> None:
@@ -336,6 +359,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--curator-max", type=int, default=200_000, help="largest store the curator-side phases run on")
     parser.add_argument("--ann-threshold", type=int, default=50_000, help="curation.ann_threshold")
     parser.add_argument("--nprobe", type=int, default=16, help="curation.ann_nprobe")
+    parser.add_argument("--nprobe-sweep", type=int, nargs="*", default=[8, 32], help="also time these nprobe on the built index")
     parser.add_argument("--clusters", type=int, default=2000, help="kinds of task the synthetic vectors cluster around")
     parser.add_argument("--spread", type=float, default=1.0, help="noise norm around a cluster centre (centres are unit vectors)")
     parser.add_argument("--chunk", type=int, default=1000, help="trajectories per delta chunk")

@@ -193,7 +193,8 @@ class StackedVectors:
         return out
 
     def copy(self) -> "StackedVectors":
-        return self.rebuilt(self.order, {})
+        """An independent copy (buffer copies: a trial copy of a large store does no per-row work)."""
+        return self.astype(self.dtype)
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Read-only views of the filled rows (see the module doc for the layout)."""
