@@ -106,18 +106,21 @@ class StackedVectors:
     builds new buffers with ``rebuilt`` rather than editing these.
 
     ``order`` lists the owner keys (attempt keys) of the trajectory rows.
+    ``dtype``: of the vector buffers; a large retriever keeps float16 (half
+    the memory; ``compound.curation.retrieval``), everything else float32.
     """
 
-    def __init__(self, dim: int, trajectories: int = 16, steps: int = 128) -> None:
+    def __init__(self, dim: int, trajectories: int = 16, steps: int = 128, dtype: type = np.float32) -> None:
         self.dim = dim
+        self.dtype = np.dtype(dtype)
         self.order: list[Any] = []
         self._row: dict[Any, int] = {}
         self._m = 0
-        self._key = np.empty((trajectories, dim), np.float32)
-        self._plan = np.empty((trajectories, dim), np.float32)
+        self._key = np.empty((trajectories, dim), self.dtype)
+        self._plan = np.empty((trajectories, dim), self.dtype)
         self._offsets = np.zeros(trajectories + 1, np.int64)
-        self._observation = np.empty((steps, dim), np.float32)
-        self._reasoning = np.empty((steps, dim), np.float32)
+        self._observation = np.empty((steps, dim), self.dtype)
+        self._reasoning = np.empty((steps, dim), self.dtype)
         self._step_trajectory = np.empty(steps, np.int64)
         self._step_index = np.empty(steps, np.int64)
 
@@ -170,15 +173,28 @@ class StackedVectors:
             reasoning=_read_only(self._reasoning[lo:hi]),
         )
 
-    def rebuilt(self, keys: Sequence[Any], fresh: Mapping[Any, TrajectoryVectors]) -> "StackedVectors":
-        """New buffers holding ``keys`` in that order; vectors from ``fresh`` first, else from here."""
+    def rebuilt(self, keys: Sequence[Any], fresh: Mapping[Any, TrajectoryVectors], dtype: type | None = None) -> "StackedVectors":
+        """New buffers (of ``dtype``, default this one's) holding ``keys`` in that order; vectors from ``fresh`` first, else from here."""
         vectors = [fresh[k] if k in fresh else self.get(k) for k in keys]
-        out = StackedVectors(self.dim, max(16, len(keys)), max(128, sum(len(v.observation) for v in vectors)))
+        steps = max(128, sum(len(v.observation) for v in vectors))
+        out = StackedVectors(self.dim, max(16, len(keys)), steps, self.dtype if dtype is None else dtype)
         out.append(keys, vectors)
         return out
 
+    def astype(self, dtype: type) -> "StackedVectors":
+        """The same rows with vector buffers of ``dtype`` (one array copy each, no per-row work)."""
+        out = StackedVectors(self.dim, 1, 1, dtype)
+        out.order, out._row, out._m = list(self.order), dict(self._row), self._m
+        n, m = len(self.order), self._m
+        out._key, out._plan = self._key[:n].astype(dtype), self._plan[:n].astype(dtype)
+        out._observation, out._reasoning = self._observation[:m].astype(dtype), self._reasoning[:m].astype(dtype)
+        out._offsets = self._offsets[: n + 1].copy()
+        out._step_trajectory, out._step_index = self._step_trajectory[:m].copy(), self._step_index[:m].copy()
+        return out
+
     def copy(self) -> "StackedVectors":
-        return self.rebuilt(self.order, {})
+        """An independent copy (buffer copies: a trial copy of a large store does no per-row work)."""
+        return self.astype(self.dtype)
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Read-only views of the filled rows (see the module doc for the layout)."""

@@ -126,7 +126,8 @@ class AgentWorker:
                 epoch, have = (view.epoch, view.chunks) if view else (0, 0)
                 delta = await self._ask_curator(lambda: self.curator.delta.remote(trial, epoch, have))
                 if view is None or delta.epoch != view.epoch:  # first fetch, a copy, or a restarted curator
-                    view = self._views[trial] = _TrialView(FlexRetriever.empty(self.embedder), delta.epoch)
+                    fresh = FlexRetriever.empty(self.embedder, ann_threshold=self.cfg.curation.ann_threshold, ann_nprobe=self.cfg.curation.ann_nprobe)
+                    view = self._views[trial] = _TrialView(fresh, delta.epoch)
                 try:
                     chunks = await asyncio.gather(*(self._chunk(h) for h in delta.handles))
                 except ObjectLostError:  # put by a curator that died since: start over from its successor's log

@@ -61,3 +61,14 @@ def test_clear_starts_over(tmp_path):
     log.append(Op("take_collapsed", {}))
     log.clear()
     assert list(log.replay()) == [] and log.next == 0
+
+
+def test_a_truncated_file_is_refused_with_its_path(tmp_path):
+    """A file cut short (a copy interrupted outside the atomic write) is damaged, not skipped or replaced."""
+    log = OpLog(str(tmp_path), run="r")
+    log.append(Op("take_collapsed", {"op_id": "x"}))
+    path = tmp_path / "000000000.arrow"
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(CurationError, match=f"{path.name} is damaged"):
+        list(log.replay())
+    assert path.stat().st_size > 0  # still there, as it was
