@@ -240,8 +240,12 @@ def test_kill_9_of_the_driver_then_resume_ends_as_an_uninterrupted_run(tmp_path)
     for store in ("stores/trial-0.parquet", "stores/final.parquet"):
         assert ids(killed, store) == ids(clean, store), store
     assert _lineage_without_timings(killed / "lineage.jsonl") == _lineage_without_timings(clean / "lineage.jsonl")
-    metrics = [json.loads(line)["event"] for line in (killed / "metrics.jsonl").read_text().splitlines()]
-    assert metrics == [json.loads(line)["event"] for line in (clean / "metrics.jsonl").read_text().splitlines()]
+
+    def events(run_dir):  # progress records come every 10 s of wall time, so their number differs between runs
+        records = (json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines())
+        return [r["event"] for r in records if r["event"] != "progress"]
+
+    assert events(killed) == events(clean)  # one record per segment, eval and summary: none doubled by the resume
 
 
 def test_a_killed_curator_restarts_from_its_checkpoint_and_the_run_goes_on(ray_session, tmp_path):
