@@ -104,7 +104,7 @@ class Row:
     env_start_s: float | None = None
     rss_mb: float | None = None
     jvm_rss_mb: float | None = None
-    jvms: int = 0
+    jvms: int = 0  # JVM processes this row started (a shared JVM that already ran in the process is not counted)
     mb_per_episode: float | None = None
     heap_live_mb: float | None = None  # the shared JVM's heap in use after a full GC (what the games hold)
     skipped: str = ""
@@ -186,7 +186,7 @@ async def measure(mode: str, concurrency: int, seconds: float, tasks: list) -> R
     """Keep ``concurrency`` episodes in flight in one event loop for ``seconds``; count steps and memory."""
     row = Row(mode, concurrency)
     gc.collect()
-    base_total, _, _ = _rss_mb()
+    base_total, _, base_children = _rss_mb()  # a caller's own JVMs (e.g. in a test session) are not this row's
     pool = EnvPool(ENV_ID, {**ENV_PARAMS, "shared_jvm": MODES[mode]})
     llm = YieldingScriptedLLM(MOVES, model_name="scripted-test-double (zero latency)")
     steps, in_flight, done, samples = [0], [0], [0], []
@@ -227,7 +227,7 @@ async def measure(mode: str, concurrency: int, seconds: float, tasks: list) -> R
     await asyncio.gather(*slots, return_exceptions=True)
     row.in_flight_mean = statistics.fmean(samples) if samples else None
     row.in_flight_max = max(samples, default=0)
-    row.rss_mb, row.jvm_rss_mb, row.jvms = total, jvm, children
+    row.rss_mb, row.jvm_rss_mb, row.jvms = total, jvm, children - base_children
     row.mb_per_episode = (total - base_total) / concurrency
     pool.close()
     return row

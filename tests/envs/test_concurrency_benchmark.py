@@ -36,7 +36,8 @@ def test_quick_run_writes_rows_for_both_arrangements(tmp_path, capsys):
     assert set(rows) == {("shared", 1), ("shared", 3), ("per-instance", 1), ("per-instance", 3)}
     for (mode, c), row in rows.items():
         assert not row["skipped"] and row["steps_per_s"] > 0 and row["in_flight_max"] == c
-        assert row["jvms"] == (1 if mode == "shared" else c)
+        # shared: one JVM, or none if this process already runs one (earlier tests); else one per instance
+        assert row["jvms"] <= 1 if mode == "shared" else row["jvms"] == c
         assert row["mb_per_episode"] > 0
     assert (tmp_path / "concurrency.png").stat().st_size > 0
     assert "per-instance" in capsys.readouterr().out
