@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 
 from compound.curation.ann import IvfIndex, list_count
-from compound.curation.retrieval import FlexRetriever, top_k
+from compound.curation.ranking import top_k
+from compound.curation.retrieval import FlexRetriever
 from compound.curation.vectors import key_text
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from compound.curation.base import NoExamples, Retriever
 from compound.curation.embedders import TfidfEmbedder
 from compound.curation.errors import CurationError
-from compound.curation.retrieval import FlexRetriever, make_retriever, top_k
+from compound.curation.ranking import top_k
+from compound.curation.retrieval import FlexRetriever, make_retriever
 from compound.curation.store import ExperienceStore
 from compound.types import ExampleSet
 
