@@ -34,7 +34,8 @@ from compound.curation.base import NoExamples, Retriever
 from compound.curation.chunk_log import Chunk
 from compound.curation.trial_params import agent_for
 from compound.curation.vectors import embed_trajectories
-from compound.distributed.engines import RemoteLLM, engine_kwargs
+from compound.distributed.engines import engine_kwargs
+from compound.distributed.remote_llm import RemoteLLM
 from compound.distributed.episodes import EVAL_NONE, EpisodeSpec, episode_temperature, failed_attempt
 from compound.distributed.metrics import RunMetrics, TimedLLM, current_actor_run_tag
 from compound.envs import Env, load_plugins, make

@@ -9,7 +9,7 @@ import pytest
 from ray.exceptions import RayActorError
 
 from compound.distributed import routing
-from compound.distributed.engines import RemoteLLM
+from compound.distributed.remote_llm import RemoteLLM
 from compound.distributed.routing import Router, home_engine
 from compound.llm.base import Completion, Unavailable
 
