@@ -61,11 +61,21 @@ class Tally:
     started: float
     totals: dict[str, int] = field(default_factory=lambda: dict.fromkeys(("episodes", "successes", "steps", "prompt_tokens", "generated_tokens"), 0))
     _mark: tuple[float, dict[str, int]] | None = None
+    train: dict[int, list[int]] = field(default_factory=dict)  # per trial, [successes, episodes] of training results
 
     def add(self, t: Trajectory) -> None:
         for key, value in (("episodes", 1), ("successes", int(t.success)), ("steps", len(t.steps)),
                            ("prompt_tokens", t.prompt_tokens), ("generated_tokens", t.completion_tokens)):
             self.totals[key] += value
+        if t.phase == "train":  # compound.distributed.episodes.TRAIN (this module stays free of Ray)
+            counts = self.train.setdefault(t.trial, [0, 0])
+            counts[0] += int(t.success)
+            counts[1] += 1
+
+    def train_success(self, trial: int) -> float:
+        """The training success rate of ``trial`` among the results added so far."""
+        successes, episodes = self.train[trial]
+        return successes / episodes
 
     def begin(self, now: float) -> None:
         """Measure the first window from ``now`` (episodes start) rather than from ``started`` (actors start)."""

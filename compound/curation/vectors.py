@@ -260,3 +260,12 @@ def strategy_vectors(emb: Mapping[str, np.ndarray]) -> np.ndarray:
         steps[counts > 0] = sums / counts[counts > 0, None]
     rows = key + plan + steps
     return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+
+
+def strategy_vectors_by_id(snapshots: Sequence) -> dict[str, np.ndarray]:
+    """Per trajectory id, its ``strategy_vectors`` row from the stores' own embeddings, for clustering."""
+    out: dict[str, np.ndarray] = {}
+    for snapshot in snapshots:
+        if snapshot.trajectories:
+            out.update(zip((t.id for t in snapshot.trajectories), strategy_vectors(snapshot.embeddings)))
+    return out

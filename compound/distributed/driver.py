@@ -23,7 +23,6 @@ selection decisions are recomputed from the same results, so they replay.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -39,7 +38,8 @@ from compound.config import RunConfig, dump_config
 from compound.curation.pbt import paper_decision, pbt_decision
 from compound.curation.policies import final_trajectories, segment_bounds, success_rate
 from compound.curation.trial_params import search_space, start_params
-from compound.curation.vectors import strategy_vectors
+from compound.curation.vectors import strategy_vectors_by_id
+from compound.distributed.naming import actor_prefix, attempt_name
 from compound.distributed.curator import Curator
 from compound.distributed.engines import start_engines, stop_engines
 from compound.distributed.episodes import EVAL_NONE, EVAL_STORE, EVAL_TRIAL, TRAIN, EpisodeSpec, make_spec
@@ -72,30 +72,6 @@ class RunResult:
     wall_time_s: float = 0.0
 
 
-def strategy_vectors_by_id(snapshots: list) -> dict[str, Any]:
-    """Per trajectory id, its ``strategy_vectors`` row from the stores' own embeddings, for clustering."""
-    out: dict[str, Any] = {}
-    for snapshot in snapshots:
-        if snapshot.trajectories:
-            out.update(zip((t.id for t in snapshot.trajectories), strategy_vectors(snapshot.embeddings)))
-    return out
-
-
-def actor_prefix(run_dir: Path) -> str:
-    """``<run directory name>-<hash of its path>``: what the run's actors are named after in the dashboard.
-
-    The hash keeps two runs of one name (in other directories) apart, since
-    a name is unique within the ``compound`` namespace.
-    """
-    digest = hashlib.blake2b(str(run_dir.resolve()).encode(), digest_size=3).hexdigest()
-    return f"{run_dir.name}-{digest}"
-
-
-def attempt_name(t: Trajectory) -> str:
-    """``phase/trial/task/attempt``: how logs and errors name one attempt."""
-    return f"{t.phase}/{t.trial}/{t.env_id}:{t.task_id}/{t.attempt}"
-
-
 class Run:
     """One run's actors and directory; ``execute`` is the whole pipeline."""
 
@@ -106,7 +82,6 @@ class Run:
         self.started = time.time()
         self.code_actions = False  # set from the environment in execute()
         self.tally = Tally(self.started)  # this execution's episodes, steps and tokens (progress records)
-        self.train_counts: dict[int, list[int]] = {}  # per trial, [successes, episodes] recorded by this execution
         self.loggers = Loggers([], self.dir.path, "", {})  # execute() makes the configured ones
 
     # -- setup ------------------------------------------------------------
@@ -216,10 +191,7 @@ class Run:
         """A result into the throughput tally, and a training one into its trial's success rate (a Ray gauge)."""
         self.tally.add(trajectory)
         if trajectory.phase == TRAIN:
-            counts = self.train_counts.setdefault(trajectory.trial, [0, 0])
-            counts[0] += int(trajectory.success)
-            counts[1] += 1
-            self.metrics.train_success({trajectory.trial: counts[0] / counts[1]})
+            self.metrics.train_success({trajectory.trial: self.tally.train_success(trajectory.trial)})
 
     def _progress(self, label: str) -> None:
         """A ``progress`` record: totals and rates since the last one, and the scheduler's queue."""

@@ -3,7 +3,7 @@
 Ray exports them through each node's metrics agent: its Prometheus endpoint
 (the node's ``MetricsExportPort``; names gain Ray's ``ray_`` prefix, counters
 a ``_total`` suffix) and the dashboard's Metrics view. Every metric carries
-a ``run`` tag, the run's actor prefix (``driver.actor_prefix``), so runs that
+a ``run`` tag, the run's actor prefix (``naming.actor_prefix``), so runs that
 share a cluster stay apart.
 
 Who records what:

@@ -19,7 +19,7 @@ import urllib.request
 
 import pytest
 
-from compound.distributed.driver import actor_prefix
+from compound.distributed.naming import actor_prefix
 from compound.distributed.runtime import metrics_endpoints
 from compound.rundir import RunDir
 from tests.distributed.test_run import scripted_config
