@@ -187,9 +187,9 @@ def _preflight(cfg) -> None:
 
         resolve_model_dir(cfg.llm.model)
     if cfg.llm.engine == "ct2":
-        from compound.llm.ct2 import _import_ct2
+        from compound.llm.ct2 import import_ct2
 
-        _import_ct2()
+        import_ct2()
     if cfg.curation.embedder == "minilm":
         from compound.curation.embedders import minilm_model_dir
 

@@ -53,7 +53,7 @@ QUANTIZE = {"auto": "int8", "int8": "int8", "none": "float32"}
 """``llm.quantize`` -> CTranslate2's compute type on CPU."""
 
 
-def _import_ct2() -> Any:
+def import_ct2() -> Any:
     try:
         import ctranslate2
     except ImportError:
@@ -81,7 +81,7 @@ def ensure_converted(model_dir: Path, compute_type: str) -> Path:
     record_file = target / "compound_source.json"
     if record_file.is_file() and json.loads(record_file.read_text()) == record:
         return target
-    ct2 = _import_ct2()
+    ct2 = import_ct2()
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
@@ -158,7 +158,7 @@ class CT2Engine:
             raise LLMError(f"CT2Engine needs threads >= 1 and max_cached_prompts >= 1; got {threads}, {max_cached_prompts}")
         from transformers import AutoTokenizer
 
-        self._ct2 = _import_ct2()
+        self._ct2 = import_ct2()
         self.model_name = model
         self.quantize = QUANTIZE[quantize]
         source = resolve_model_dir(model)
