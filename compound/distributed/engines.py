@@ -39,7 +39,10 @@ EXIT_DELAY_S = 1.0
 def engine_kwargs(cfg: LLMConfig) -> dict[str, Any]:
     """The factory arguments of ``compound.llm.factory.make_llm`` for this config."""
     if cfg.engine == "hf":
-        return {"model": cfg.model, "max_batch": cfg.max_batch, "max_wait_ms": cfg.max_wait_ms, "quantize": cfg.quantize}
+        return {
+            "model": cfg.model, "max_batch": cfg.max_batch, "max_wait_ms": cfg.max_wait_ms,
+            "prefix_cache_mb": cfg.prefix_cache_mb, "quantize": cfg.quantize,
+        }
     if cfg.engine == "ct2":
         return {"model": cfg.model, "quantize": cfg.quantize}
     if cfg.engine == "vllm":

@@ -26,6 +26,23 @@ KV = list[tuple[torch.Tensor, torch.Tensor]]
 """Per layer ``(keys, values)``, each ``[batch, kv_heads, tokens, head_dim]``."""
 
 
+def kv_bytes_per_token(config: Any, dtype: torch.dtype) -> int:
+    """Bytes of key/value state one cached token costs: layers x (keys + values) x kv heads x head size.
+
+    SmolLM2-135M in float32: 30 layers x 2 x 3 heads x 64 x 4 bytes = 46,080.
+
+    >>> from types import SimpleNamespace
+    >>> kv_bytes_per_token(SimpleNamespace(num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3,
+    ...                                    hidden_size=576), torch.float32)
+    46080
+    """
+    heads = int(config.num_attention_heads)
+    kv_heads = int(getattr(config, "num_key_value_heads", None) or heads)
+    head_dim = int(getattr(config, "head_dim", None) or config.hidden_size // heads)
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    return int(config.num_hidden_layers) * 2 * kv_heads * head_dim * itemsize
+
+
 def kv_tokens(kv: KV) -> int:
     return int(kv[0][0].shape[2]) if kv else 0
 

@@ -186,3 +186,19 @@ async def test_int8_engine_batches_and_reuses_prefixes(int8_engine, agent_conver
     assert all(r.completion_tokens >= 1 and r.text.strip() for r in results)
     again = await int8_engine.generate(conversations[1], max_tokens=MAX_TOKENS)
     assert again.cached_prompt_tokens >= again.prompt_tokens - 1
+
+
+def test_prefix_cache_is_bounded_by_memory_and_zero_turns_it_off(hf_engine, hf_engine_no_prefix_cache):
+    from compound.llm.kv import kv_bytes_per_token
+
+    per_token = kv_bytes_per_token(hf_engine.model.config, torch.float32)
+    assert per_token == 30 * 2 * 3 * 64 * 4  # SmolLM2-135M: 30 layers, 3 KV heads of 64, float32
+    assert hf_engine._runner.prefix_cache.capacity_tokens == 2048 * 2**20 // per_token  # the 2 GB default
+    assert not hf_engine_no_prefix_cache._runner.prefix_cache.enabled
+
+
+def test_a_negative_prefix_cache_budget_is_refused():
+    from compound.llm.hf import HFEngine
+
+    with pytest.raises(LLMError, match="prefix_cache_mb >= 0"):
+        HFEngine(prefix_cache_mb=-1)
