@@ -47,6 +47,34 @@ def throughput(trajectories: Sequence[Trajectory], wall_time_s: float) -> dict[s
     }
 
 
+def engine_line(engine: dict[str, float], wall_time_s: float) -> str:
+    """What the engines say they did: prompt tokens reused from their prefix cache and prefilled, and their busy time.
+
+    Prompt tokens are the cost of an agent on a local engine; this line says
+    how many the engine actually ran and where its time went, which the
+    agents' token counts cannot tell. Empty for engines that count nothing.
+
+    >>> engine_line({"prompt_tokens": 1000, "cached_prompt_tokens": 900, "prefilled_tokens": 100,
+    ...              "prefill_s": 12.0, "decode_s": 3.0, "decode_steps": 30}, 20.0)
+    'Engine: 900 of 1000 prompt tokens (90.0%) came from its prefix cache and 100 were prefilled; it spent 12.0 s prefilling and 3.0 s on 30 decode steps, 75.0% of the 20.0 s wall time.'
+    """
+    prompt = engine.get("prompt_tokens", 0)
+    if not prompt or "prefilled_tokens" not in engine:
+        return ""
+    line = (
+        f"Engine: {engine.get('cached_prompt_tokens', 0):.0f} of {prompt:.0f} prompt tokens "
+        f"({_pct(engine.get('cached_prompt_tokens', 0) / prompt)}) came from its prefix cache and "
+        f"{engine['prefilled_tokens']:.0f} were prefilled"
+    )
+    if "prefill_s" in engine and "decode_s" in engine:
+        busy = engine["prefill_s"] + engine["decode_s"]
+        line += (
+            f"; it spent {engine['prefill_s']:.1f} s prefilling and {engine['decode_s']:.1f} s on "
+            f"{engine.get('decode_steps', 0):.0f} decode steps, {_pct(busy / max(wall_time_s, 1e-9))} of the {wall_time_s:.1f} s wall time"
+        )
+    return line + "."
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
@@ -80,6 +108,7 @@ def summary_markdown(
     retries: int,
     failed: int = 0,
     plots: Sequence[str] = ("success.png",),
+    engine: dict[str, float] | None = None,
 ) -> str:
     lines = [
         f"# Run `{cfg.name}`",
@@ -121,6 +150,9 @@ def summary_markdown(
         f"{stats['prompt_tokens']} prompt and {stats['completion_tokens']} generated tokens. "
         f"Actions mapped to a valid one: {stats['mapped_actions']}; invalid: {stats['invalid_actions']}.",
     ]
+    served = engine_line(engine or {}, wall_time_s)
+    if served:
+        lines += ["", served]
     stale = _staleness_line(segments)
     if stale:
         lines += ["", stale]
@@ -184,12 +216,18 @@ def write_report(
     model: str,
     wall_time_s: float,
     retries: int = 0,
+    engine: dict[str, float] | None = None,
 ) -> dict[str, Any]:
-    """summary.md, success.png, and throughput.png and staleness.png from metrics.jsonl; returns the summary record."""
+    """summary.md, success.png, and throughput.png and staleness.png from metrics.jsonl; returns the summary record.
+
+    ``engine``: the engines' own counters (``compound.distributed.engines.engine_totals``), reported beside the agents' view.
+    """
     trajectories = run_dir.trajectories
     stats = throughput(trajectories, wall_time_s)
     eval_episodes = sum(1 for t in trajectories if t.phase == "eval/none") or sum(1 for t in trajectories if t.phase == "eval/store")
     summary = {"event": "summary", "evaluation": evaluation, "wall_time_s": wall_time_s, **stats}
+    if engine:
+        summary["engine"] = dict(engine)
     run_dir.append_jsonl("metrics.jsonl", summary)
     plot_success(run_dir.path / "success.png", success_curve(trajectories), evaluation)
     records = run_dir.records("metrics.jsonl")
@@ -212,6 +250,7 @@ def write_report(
             retries=retries,
             failed=sum(1 for t in trajectories if t.error),
             plots=plots,
+            engine=engine,
         ),
     )
     return summary

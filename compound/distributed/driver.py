@@ -41,7 +41,7 @@ from compound.curation.trial_params import search_space, start_params
 from compound.curation.vectors import strategy_vectors_by_id
 from compound.distributed.naming import actor_prefix, attempt_name
 from compound.distributed.curator import Curator
-from compound.distributed.engines import start_engines, stop_engines
+from compound.distributed.engines import engine_totals, start_engines, stop_engines
 from compound.distributed.episodes import EVAL_NONE, EVAL_STORE, EVAL_TRIAL, TRAIN, EpisodeSpec, make_spec
 from compound.distributed.metrics import RunMetrics
 from compound.distributed.runtime import init_ray
@@ -358,6 +358,7 @@ class Run:
             evaluation = self.evaluate(held_out, frozen) if held_out else {}
         finally:
             self.dir.checkpoint()  # whatever finished is kept, also on Ctrl-C or a failed episode
+            engine = engine_totals(getattr(self, "engines", []))
             self.release()
         wall = time.time() - self.started
         summary = write_report(
@@ -370,6 +371,7 @@ class Run:
             model=self.model_name,
             wall_time_s=wall,
             retries=self.scheduler.retries,
+            engine=engine,
         )
         self.loggers.log(summary)
         return evaluation, wall

@@ -14,6 +14,7 @@ Ray's ``max_restarts`` replaces it with a fresh engine.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import time
@@ -90,7 +91,10 @@ class EngineHost:
     tokens), whatever the engine; ``record`` keeps the requests themselves
     so that tests can see which engine served which call and
     ``benchmarks/throughput.py`` can replay them (``replay``) as the engine's
-    own ceiling.
+    own ceiling. With ``COMPOUND_RECORD_REQUESTS`` set to a file path in the
+    run's environment, every request is also appended to that file as a JSON
+    line (messages, sampling arguments, arrival time): a real run's traffic
+    that ``benchmarks/engine_replay.py`` replays against engine variants.
     """
 
     def __init__(self, engine: str, kwargs: dict[str, Any], exit_process: Callable[[int], Any] = os._exit) -> None:
@@ -106,6 +110,7 @@ class EngineHost:
         self.llm: LLMClient = make_llm(engine, **kwargs)
         self._served = new_tally()
         self._recording: list[tuple[list[Message], dict[str, Any]]] | None = None
+        self._record_path = os.environ.get("COMPOUND_RECORD_REQUESTS") or None
 
     async def model_name(self) -> str:
         return self.llm.model_name
@@ -121,6 +126,9 @@ class EngineHost:
     async def generate(self, messages: Sequence[Message], kwargs: dict[str, Any]) -> Completion:
         if self._recording is not None:
             self._recording.append((list(messages), dict(kwargs)))
+        if self._record_path:
+            with open(self._record_path, "a", encoding="utf-8") as f:
+                f.write(json.dumps({"messages": list(messages), "kwargs": dict(kwargs), "t": time.time()}) + "\n")
         try:
             completion = await self.llm.generate(messages, **kwargs)
         except EngineDead as exc:
@@ -132,6 +140,13 @@ class EngineHost:
     async def stats(self) -> dict[str, int]:
         """Totals of the calls served (``new_tally``'s keys)."""
         return dict(self._served)
+
+    async def engine_stats(self) -> dict[str, float]:
+        """The engine's own counters since this actor started (the hf engine's ``RunnerStats``: prompt tokens
+        prefilled and reused from its prefix cache, decode steps, seconds prefilling and decoding); {} for
+        engines that keep none."""
+        stats = getattr(self.llm, "stats", None)
+        return {k: v for k, v in vars(stats).items() if isinstance(v, (int, float))} if stats is not None else {}
 
     async def record(self, on: bool = True) -> None:
         """Start (or stop) keeping every request served, until ``recorded`` takes them. Off by default."""
@@ -253,6 +268,22 @@ def _wait_granted(pg: Any, bundles: list[dict[str, float]], timeout_s: float | N
             "Run on a node with that many GPUs, lower llm.tensor_parallel_size / llm.num_engines, "
             "or raise distributed.resource_timeout_s if the autoscaler is still adding nodes"
         ) from None
+
+
+def engine_totals(handles: Sequence[ray.actor.ActorHandle], timeout_s: float = 30) -> dict[str, float]:
+    """Every engine's ``engine_stats`` added up ({} when no engine keeps any, or none answers in time).
+
+    Counters start at zero with each engine process: an engine restarted
+    mid-run, or a resumed run, reports what its current processes served.
+    """
+    totals: dict[str, float] = {}
+    try:
+        for stats in ray.get([h.engine_stats.remote() for h in handles], timeout=timeout_s):
+            for key, value in stats.items():
+                totals[key] = totals.get(key, 0) + value
+    except Exception:  # the accounting is a report, never a reason to fail a finished run
+        return {}
+    return totals
 
 
 def stop_engines(handles: Sequence[ray.actor.ActorHandle], placement_groups: Sequence = (), timeout_s: float = 60) -> None:

@@ -71,3 +71,31 @@ def test_a_tensor_parallel_engine_lets_vllm_choose_the_visible_gpus(monkeypatch)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # what Ray gives an actor without GPUs of its own
     EngineHost("vllm", {"model": "m", "distributed_executor_backend": "ray"})
     assert seen["env"] == "unset"
+
+
+async def test_engine_stats_are_the_engine_s_own_counters_and_empty_for_engines_without():
+    from dataclasses import dataclass
+
+    @dataclass
+    class Counters:
+        prefilled_tokens: int = 120
+        prefill_s: float = 1.5
+        note: str = "not a number"
+
+    host = EngineHost("scripted", {"script": ["look"]})
+    assert await host.engine_stats() == {}  # the scripted test double keeps no counters
+    host.llm.stats = Counters()
+    assert await host.engine_stats() == {"prefilled_tokens": 120, "prefill_s": 1.5}
+
+
+async def test_requests_are_appended_to_the_recording_file_when_one_is_named(monkeypatch, tmp_path):
+    import json
+
+    path = tmp_path / "requests.jsonl"
+    monkeypatch.setenv("COMPOUND_RECORD_REQUESTS", str(path))
+    host = EngineHost("scripted", {"script": ["look"]})
+    await host.generate(HI, {"max_tokens": 4, "seed": 3})
+    await host.generate(HI + [{"role": "assistant", "content": "look"}], {"max_tokens": 4, "seed": 4})
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [len(r["messages"]) for r in rows] == [1, 2]
+    assert rows[1]["kwargs"] == {"max_tokens": 4, "seed": 4}
