@@ -37,15 +37,32 @@ EXIT_DELAY_S = 1.0
 """How long a dead engine's actor lives on, so the calls in flight get ``EngineDead`` rather than a bare actor death."""
 
 
-def engine_kwargs(cfg: LLMConfig) -> dict[str, Any]:
-    """The factory arguments of ``compound.llm.factory.make_llm`` for this config."""
+def cpu_threads(cfg: LLMConfig, node_cpus: Sequence[float]) -> int:
+    """CPU threads (and Ray CPUs) for each hf or ct2 engine: ``llm.threads``, or the largest node's CPUs shared among the engines.
+
+    An agent worker spends most of an episode waiting for the engine, so on
+    a small machine the engine should have every core: 2 threads replayed
+    the quickstart's traffic 1.29x faster than 1 on 2 quiet cores
+    (``benchmarks/engine_replay.py``). Never more than one node has, or the
+    engine could not be placed.
+
+    >>> cpu_threads(LLMConfig(), [2.0]), cpu_threads(LLMConfig(num_engines=2), [8.0, 4.0]), cpu_threads(LLMConfig(threads=3), [2.0])
+    (2, 4, 2)
+    """
+    largest = max(1, int(max(node_cpus, default=1)))
+    wanted = cfg.threads or max(1, largest // cfg.num_engines)  # so that all the engines fit on that node
+    return max(1, min(wanted, largest))
+
+
+def engine_kwargs(cfg: LLMConfig, threads: int | None = None) -> dict[str, Any]:
+    """The factory arguments of ``compound.llm.factory.make_llm`` for this config (``threads``: see ``cpu_threads``)."""
     if cfg.engine == "hf":
         return {
             "model": cfg.model, "max_batch": cfg.max_batch, "max_wait_ms": cfg.max_wait_ms,
-            "prefix_cache_mb": cfg.prefix_cache_mb, "quantize": cfg.quantize,
+            "prefix_cache_mb": cfg.prefix_cache_mb, "quantize": cfg.quantize, "threads": threads,
         }
     if cfg.engine == "ct2":
-        return {"model": cfg.model, "quantize": cfg.quantize}
+        return {"model": cfg.model, "quantize": cfg.quantize, "threads": threads or 1}
     if cfg.engine == "vllm":
         kwargs: dict[str, Any] = {
             "model": cfg.model,
@@ -219,8 +236,9 @@ def start_engines(
     """Start ``cfg.num_engines`` engine actors placed for their engine kind.
 
     vLLM takes one GPU per engine, or with tensor parallelism a placement
-    group of one bundle per GPU (``vllm_placement``). The hf engine takes one
-    CPU (or a GPU when the cluster has one).
+    group of one bundle per GPU (``vllm_placement``). The hf engine takes a
+    GPU when the cluster has one per engine; on CPU it and the ct2 engine
+    reserve as many Ray CPUs as the threads they run (``cpu_threads``).
     Each placement group made is appended to ``placement_groups`` when given,
     so ``stop_engines`` can free its GPUs for the next run in the same session.
     A placement group not granted within ``ready_timeout_s`` (no GPU node,
@@ -230,7 +248,10 @@ def start_engines(
     if cfg.engine == "openai":
         return []
     handles = []
-    kwargs = engine_kwargs(cfg)
+    gpus = ray.cluster_resources().get("GPU", 0)
+    on_cpu = cfg.engine == "ct2" or (cfg.engine == "hf" and gpus < cfg.num_engines)
+    threads = cpu_threads(cfg, [n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")]) if on_cpu else None
+    kwargs = engine_kwargs(cfg, threads)
     for _ in range(cfg.num_engines):
         # restarted when killed (a node lost, an OOM kill); the episodes that were
         # waiting on it are retried after a backoff (RemoteLLM raises transient errors)
@@ -245,11 +266,10 @@ def start_engines(
             options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
                 placement_group=pg, placement_group_bundle_index=0, placement_group_capture_child_tasks=True
             )
-        elif cfg.engine == "ct2":
-            options["num_cpus"] = 1
+        elif on_cpu:  # its threads are reserved as Ray CPUs; agent workers and the curator take none
+            options["num_cpus"] = threads
         elif cfg.engine == "hf":
-            gpus = ray.cluster_resources().get("GPU", 0)
-            options.update(num_gpus=1 if gpus >= cfg.num_engines else 0, num_cpus=1 if gpus == 0 else 0)
+            options["num_gpus"] = 1
         else:
             options["num_cpus"] = 0
         handles.append(EngineActor.options(**options).remote(cfg.engine, kwargs))
