@@ -251,15 +251,23 @@ def strategy_vectors(emb: Mapping[str, np.ndarray]) -> np.ndarray:
     Goal and plan alone cannot tell two ways of solving one kind of task
     apart (the coin game's goals are all alike and its agent writes no
     plan); the mean of the step observations reflects the path taken.
+
+    Computed in float32 whatever the stored precision (a large store keeps
+    float16, whose sums of many steps would lose digits), in place where it
+    can be, since at a million rows every temporary is 1.5 GB.
     """
     key, plan, obs, offsets = (np.asarray(emb[k]) for k in ("key", "plan", "observation", "step_offsets"))
-    steps = np.zeros_like(key)
+    rows = key.astype(np.float32)
+    rows += plan
     counts = np.diff(offsets)
-    if len(obs):
-        sums = np.add.reduceat(obs, offsets[:-1][counts > 0], axis=0) if counts.any() else np.zeros((0, key.shape[1]), key.dtype)
-        steps[counts > 0] = sums / counts[counts > 0, None]
-    rows = key + plan + steps
-    return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+    if len(obs) and counts.any():
+        has = counts > 0
+        sums = np.add.reduceat(obs, offsets[:-1][has], axis=0, dtype=np.float32)
+        sums /= counts[has, None]
+        rows[has] += sums
+        del sums
+    rows /= np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+    return rows
 
 
 def strategy_vectors_by_id(snapshots: Sequence) -> dict[str, np.ndarray]:

@@ -11,6 +11,10 @@ lazy: what arrived since the last publish is sealed into one chunk and put
 into the object store once, when a worker next asks for that trial
 (``delta``); a worker then fetches only the chunks it lacks. A trial copy
 (``copy_store``) hands the target the source's chunk handles: nothing moves.
+From ``float16_from`` successes on (the driver passes
+``curation.ann_threshold``) a trial's store keeps its vectors in float16,
+as the workers' retrievers already do at that size: half the curator's
+memory and half the bytes of each later chunk.
 
 With ``dedup`` a success that repeats a kept one of its task (same actions,
 or for code the same structure, or optionally near-identical vectors) is
@@ -36,6 +40,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import numpy as np
 import ray
 
 from compound.curation import ExperienceStore, make_embedder
@@ -56,12 +61,13 @@ from compound.types import ExampleSet, Trajectory
 class Curator:
     def __init__(self, trials: int, embedder: str, *, dedup: bool = False, dedup_threshold: float | None = None,
                  code_envs: tuple[str, ...] = (), fixed: int = 0, checkpoint: str | None = None, run: str = "",
-                 live_examples: bool = True) -> None:
+                 live_examples: bool = True, float16_from: int | None = None) -> None:
         quiet_actor_logging()
         self.embedder = make_embedder(embedder)
         self.dedup = [InsertDedup(threshold=dedup_threshold, code_envs=code_envs) if dedup else None for _ in range(trials)]
         self.collapsed: list[dict[str, str]] = [{} for _ in range(trials)]  # since the last segment end: id -> kept id
-        self.stores = [ExperienceStore(self.embedder, trial=t) for t in range(trials)]
+        # past curation.ann_threshold workers rank in float16, so the stores keep no more (half the memory)
+        self.stores = [ExperienceStore(self.embedder, trial=t, float16_from=float16_from) for t in range(trials)]
         self.logs = [StoreLog(put=ray.put) for _ in range(trials)]
         self.utility = OnlineUtility()  # exemplar Q over every training episode, updated as they arrive
         self.fixed = fixed  # curation.fixed_examples: the first k successes, then the store is frozen
@@ -167,7 +173,7 @@ class Curator:
         dedup = self.dedup[t.trial]
         if t.success and dedup is not None and store.is_retrievable(t.attempt_key):
             vectors = store.vectors(t.attempt_key)
-            decision = dedup.add(t, vectors.key + vectors.plan)
+            decision = dedup.add(t, vectors.key.astype(np.float32) + vectors.plan)  # float32 sum: the store may hold float16
             if decision.duplicate:  # kept as data and counted onto its representative; not retrievable
                 store.evict([t.id])
                 self.collapsed[t.trial][t.id] = decision.kept_id
