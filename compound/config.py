@@ -224,6 +224,13 @@ class DistributedConfig(_Section):
         description="Where the curator checkpoints every call it accepts, so Ray can restart it in place: a folder or a "
         "pyarrow.fs URI (s3://bucket/path, gs://...) every node can reach; default: the run directory's curator/ folder, with the curator kept on the driver's node.",
     )
+    checkpoint_snapshot_every: int | None = Field(
+        10_000, ge=1,
+        description="Every this many accepted calls (or a quarter of the trajectories the curator holds, if more: a snapshot "
+        "rewrites them all) the curator writes its whole state as a snapshot and drops the calls it covers, so a restarted "
+        "curator loads the snapshot and replays only the calls after it (~0.8 ms each) instead of every call of the run "
+        "(benchmarks/curator_restart.py). null = never (replay everything).",
+    )
     resource_timeout_s: float = Field(
         300.0, gt=0.0,
         description="How long to wait for the engines' GPUs (a placement group) before failing with what was asked for.",

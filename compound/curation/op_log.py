@@ -1,4 +1,4 @@
-"""The curator's checkpoint: every call that changed its state, in order, one Arrow file each.
+"""The curator's checkpoint: a snapshot of its state plus every call accepted since, one Arrow file each.
 
 A curator is a pure function of the calls it accepted (submits, copies,
 segment passes, evictions), so its checkpoint is those calls: replaying
@@ -8,6 +8,18 @@ as ``<seq>.arrow`` under one folder of any ``pyarrow.fs`` filesystem (a
 local path, ``s3://``, ``gs://``), so nothing assumes the curator and the
 driver share a disk. A file is written under a temporary name and moved
 into place, so a crash mid-write leaves no half file under a final name.
+
+Replaying costs ~0.8 ms per call (~80 s after 100k episodes), so the
+curator also writes its whole state now and then (``write_snapshot``): parts
+in the same Arrow format under ``snapshots/<seq>/`` (a part's stacked
+vectors beside it as ``<part>.arrays.arrow``, raw bytes, one row per
+array, so a million rows load as one buffer), then the manifest
+``snapshots/<seq>.json`` naming them, last, so a snapshot without its
+manifest does not exist. ``<seq>`` is the number of calls it covers; once
+the manifest is in place the calls before it and older snapshots are
+deleted, and a restart loads the snapshot and replays only the calls after
+it. Calls left over from a crash between the manifest and the deletion are
+skipped (and deleted at the next snapshot).
 
 Trajectories travel as rows of the trajectory schema, vectors as ``.npy``
 bytes (``allow_pickle=False``): no pickle, so a checkpoint in shared
@@ -20,8 +32,8 @@ from __future__ import annotations
 import io
 import json
 import uuid
-from dataclasses import dataclass
-from typing import Any, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -42,6 +54,7 @@ class Op:
     args: dict[str, Any]
     trajectories: tuple[Trajectory, ...] = ()
     vectors: tuple[TrajectoryVectors | None, ...] = ()
+    arrays: Mapping[str, np.ndarray] = field(default_factory=dict)  # snapshot parts only: stacked vectors, written beside the op
 
 
 def _npy(array: np.ndarray) -> bytes:
@@ -88,39 +101,133 @@ def decode(data: bytes, run: str, where: str) -> Op:
     return Op(name, args, trajectories, vectors)
 
 
+_ARRAYS_SCHEMA = pa.schema([("name", pa.string()), ("dtype", pa.string()), ("shape", pa.list_(pa.int64())), ("data", pa.large_binary())])
+
+
+def encode_arrays(arrays: Mapping[str, np.ndarray], run: str) -> bytes:
+    """Named arrays as one Arrow IPC file, one row each with its raw bytes (a million rows of vectors in one buffer, not a file per row)."""
+    names = list(arrays)
+    table = pa.table([names, [str(arrays[n].dtype) for n in names], [list(arrays[n].shape) for n in names],
+                      [np.ascontiguousarray(arrays[n]).tobytes() for n in names]], schema=_ARRAYS_SCHEMA)
+    sink = io.BytesIO()
+    with pa.ipc.new_file(sink, table.schema.with_metadata({b"compound.run": run.encode()})) as writer:
+        writer.write_table(table)
+    return sink.getvalue()
+
+
+def decode_arrays(data: bytes, run: str, where: str) -> dict[str, np.ndarray]:
+    """The inverse of ``encode_arrays`` (read-only arrays over the file's buffer); damage or another run's file is refused naming ``where``."""
+    try:
+        table = pa.ipc.open_file(pa.py_buffer(data)).read_all()
+        owner = (table.schema.metadata or {})[b"compound.run"].decode()
+        names, dtypes, shapes = (table.column(c).to_pylist() for c in ("name", "dtype", "shape"))
+        data = table.column("data")
+        out = {name: np.frombuffer(data[i].as_buffer(), dtype=np.dtype(dtypes[i])).reshape(shapes[i]) for i, name in enumerate(names)}
+    except (pa.ArrowInvalid, KeyError, ValueError, TypeError, IndexError) as exc:
+        raise CurationError(f"curator checkpoint {where} is damaged ({type(exc).__name__}: {exc}); remove the folder to start the "
+                            "curator empty, or resume the run with --resume") from None
+    if owner != run:
+        raise CurationError(f"curator checkpoint {where} belongs to run {owner!r}, not {run!r}; point the curator at its own folder")
+    return out
+
+
 class OpLog:
-    """An append-only sequence of ``Op`` files under ``uri`` (a local folder or a ``pyarrow.fs`` URI)."""
+    """A snapshot (or none) plus an append-only sequence of ``Op`` files under ``uri`` (a local folder or a ``pyarrow.fs`` URI)."""
 
     def __init__(self, uri: str, run: str) -> None:
         self.fs, self.root = pafs.FileSystem.from_uri(uri) if "://" in uri else (pafs.LocalFileSystem(), uri)
         self.uri, self.run = uri, run
         self.fs.create_dir(self.root, recursive=True)
-        self.next = len(self._names())
+        self.base = self._snapshot_seq()  # calls the snapshot covers (0: none)
+        self.next = self.base + len(self._tail())
 
-    def _names(self) -> list[str]:
-        infos = self.fs.get_file_info(pafs.FileSelector(self.root, allow_not_found=True))
-        return sorted(i.base_name for i in infos if i.type == pafs.FileType.File and i.base_name.endswith(".arrow"))
+    def _files(self, folder: str, suffix: str) -> list[str]:
+        infos = self.fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
+        return sorted(i.base_name for i in infos if i.type == pafs.FileType.File and i.base_name.endswith(suffix))
+
+    def _tail(self) -> list[str]:
+        """The op files after the snapshot, in order (older ones are leftovers of a crash before their deletion)."""
+        return [n for n in self._files(self.root, ".arrow") if n[:-6].isdigit() and int(n[:-6]) >= self.base]
+
+    def _snapshot_seq(self) -> int:
+        manifests = [n for n in self._files(f"{self.root}/snapshots", ".json") if n[:-5].isdigit()]
+        return max((int(n[:-5]) for n in manifests), default=0)
+
+    def _write(self, path: str, data: bytes) -> None:
+        """``data`` at ``path``, written under a temporary name and moved into place (no half file under a final name)."""
+        folder, name = path.rsplit("/", 1)
+        tmp = f"{folder}/.{name}.{uuid.uuid4().hex}.tmp"
+        with self.fs.open_output_stream(tmp) as out:
+            out.write(data)
+        self.fs.move(tmp, path)
+
+    def _read(self, path: str, where: str) -> bytes:
+        try:
+            with self.fs.open_input_stream(path) as f:
+                return f.read()
+        except (FileNotFoundError, OSError) as exc:
+            raise CurationError(f"curator checkpoint {where} cannot be read ({type(exc).__name__}: {exc})") from None
 
     def append(self, op: Op) -> None:
         """Write ``op`` as the next file; when this returns, a restarted curator will replay it."""
-        final = f"{self.root}/{self.next:09d}.arrow"
-        tmp = f"{self.root}/.{self.next:09d}.{uuid.uuid4().hex}.tmp"
-        with self.fs.open_output_stream(tmp) as out:
-            out.write(encode(op, self.run))
-        self.fs.move(tmp, final)
+        self._write(f"{self.root}/{self.next:09d}.arrow", encode(op, self.run))
         self.next += 1
 
     def replay(self) -> Iterator[Op]:
-        """Every op written so far, in order; a gap in the numbering or a damaged file is refused, naming it."""
-        for i, name in enumerate(self._names()):
+        """Every op written after the snapshot, in order; a gap in the numbering or a damaged file is refused, naming it."""
+        for i, name in enumerate(self._tail(), start=self.base):
             where = f"{self.uri}/{name}"
             if name != f"{i:09d}.arrow":
                 raise CurationError(f"curator checkpoint {self.uri}: expected {i:09d}.arrow, found {name}; the log has a gap")
-            with self.fs.open_input_stream(f"{self.root}/{name}") as f:
-                yield decode(f.read(), self.run, where)
+            yield decode(self._read(f"{self.root}/{name}", where), self.run, where)
+
+    def write_snapshot(self, parts: Sequence[Op]) -> None:
+        """Write ``parts`` (the whole state after the ``next`` calls so far) as the snapshot, then drop what it replaces."""
+        seq, folder = self.next, f"{self.root}/snapshots/{self.next:09d}"
+        self.fs.create_dir(folder, recursive=True)
+        names = [f"{i:05d}.arrow" for i in range(len(parts))]
+        for name, part in zip(names, parts):
+            self._write(f"{folder}/{name}", encode(part, self.run))
+            if part.arrays:
+                self._write(f"{folder}/{name[:-6]}.arrays.arrow", encode_arrays(part.arrays, self.run))
+        manifest = {"run": self.run, "calls": seq, "parts": names, "arrays": [bool(p.arrays) for p in parts]}
+        self._write(f"{self.root}/snapshots/{seq:09d}.json", json.dumps(manifest).encode())
+        self.base = seq
+        for name in self._files(self.root, ".arrow"):  # calls the snapshot covers, and any leftovers
+            if name[:-6].isdigit() and int(name[:-6]) < seq:
+                self.fs.delete_file(f"{self.root}/{name}")
+        for info in self.fs.get_file_info(pafs.FileSelector(f"{self.root}/snapshots")):
+            stem = info.base_name.split(".")[0]
+            if stem.isdigit() and int(stem) < seq:
+                (self.fs.delete_dir if info.type == pafs.FileType.Directory else self.fs.delete_file)(info.path)
+
+    def snapshot(self) -> list[Op] | None:
+        """The latest snapshot's parts (``None`` when there is none); a damaged or foreign one is refused, naming it."""
+        if not self.base:
+            return None
+        where = f"{self.uri}/snapshots/{self.base:09d}.json"
+        try:
+            manifest = json.loads(self._read(f"{self.root}/snapshots/{self.base:09d}.json", where))
+            owner, calls, names, with_arrays = manifest["run"], manifest["calls"], list(manifest["parts"]), list(manifest["arrays"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CurationError(f"curator checkpoint {where} is damaged ({type(exc).__name__}: {exc}); remove the folder to start "
+                                "the curator empty, or resume the run with --resume") from None
+        if owner != self.run:
+            raise CurationError(f"curator checkpoint {where} belongs to run {owner!r}, not {self.run!r}; point the curator at its own folder")
+        if calls != self.base:
+            raise CurationError(f"curator checkpoint {where} says it covers {calls} calls, not {self.base}; it is damaged")
+        out = []
+        for name, has_arrays in zip(names, with_arrays):
+            path = f"snapshots/{self.base:09d}/{name}"
+            op = decode(self._read(f"{self.root}/{path}", f"{self.uri}/{path}"), self.run, f"{self.uri}/{path}")
+            if has_arrays:
+                path = f"{path[:-6]}.arrays.arrow"
+                op = Op(op.name, op.args, op.trajectories, op.vectors,
+                        decode_arrays(self._read(f"{self.root}/{path}", f"{self.uri}/{path}"), self.run, f"{self.uri}/{path}"))
+            out.append(op)
+        return out
 
     def clear(self) -> None:
-        """Start over (a new run incarnation): remove every op file."""
+        """Start over (a new run incarnation): remove every op file and snapshot."""
         self.fs.delete_dir_contents(self.root, missing_dir_ok=True)
-        self.next = 0
-
+        self.base = self.next = 0

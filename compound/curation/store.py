@@ -269,6 +269,30 @@ class ExperienceStore:
         self._touch()
         return self._version
 
+    def attempt(self, key: AttemptKey) -> Trajectory | None:
+        """The result held for attempt ``key`` (``None``: none)."""
+        return self._attempts.get(key)
+
+    def state(self) -> tuple[dict[str, Any], list[Trajectory], dict[str, np.ndarray]]:
+        """Everything ``from_state`` needs: JSON metadata, every attempt in order, and the stacked vectors of the retrievable ones."""
+        meta = {"trial": self.trial, "version": self._version, "float16_from": self.float16_from,
+                "dtype": str(self._stack.dtype), "evicted": [list(k) for k in self._evicted]}
+        if self._stack.order != self._retrievable_keys():  # from_state relies on it: rows are the retrievable attempts, in order
+            raise CurationError(f"trial {self.trial}: stacked rows are not the retrievable attempts in order; cannot write its state")
+        arrays = {k: v for k, v in self._stack.arrays().items() if k in ("key", "plan", "observation", "reasoning", "step_offsets")}
+        return meta, list(self._attempts.values()), arrays
+
+    @classmethod
+    def from_state(cls, embedder: Embedder, meta: Mapping[str, Any], trajectories: Sequence[Trajectory],
+                   arrays: Mapping[str, np.ndarray]) -> "ExperienceStore":
+        """The store ``state`` described: the same attempts, rows (the retrievable ones, in attempt order), precision and version."""
+        store = cls(embedder, trial=int(meta["trial"]), float16_from=meta["float16_from"])
+        store._attempts = {t.attempt_key: t for t in trajectories}
+        store._evicted = {tuple(k) for k in meta["evicted"]}
+        store._stack = StackedVectors.from_arrays(store._retrievable_keys(), arrays, np.dtype(meta["dtype"]).type)
+        store._version = int(meta["version"])
+        return store
+
     def _touch(self) -> None:
         self._version += 1
         self._snapshot = None

@@ -192,6 +192,23 @@ class StackedVectors:
         out._step_trajectory, out._step_index = self._step_trajectory[:m].copy(), self._step_index[:m].copy()
         return out
 
+    @classmethod
+    def from_arrays(cls, keys: Sequence[Any], arrays: Mapping[str, np.ndarray], dtype: type) -> "StackedVectors":
+        """Rows ``keys`` over ``arrays`` (``key``, ``plan``, ``observation``, ``reasoning``, ``step_offsets``; copied, no per-row work)."""
+        offsets = np.asarray(arrays["step_offsets"], np.int64)
+        n, m = len(keys), int(offsets[-1]) if len(offsets) else 0
+        shapes = {name: arrays[name].shape[0] for name in ("key", "plan", "observation", "reasoning")}
+        if shapes != {"key": n, "plan": n, "observation": m, "reasoning": m} or len(offsets) != n + 1:
+            raise CurationError(f"stacked vectors of {shapes} rows and {len(offsets)} offsets do not fit {n} trajectories and {m} steps")
+        out = cls(arrays["key"].shape[1], 1, 1, dtype)
+        out.order, out._row, out._m = list(keys), {k: i for i, k in enumerate(keys)}, m
+        for name in ("key", "plan", "observation", "reasoning"):
+            setattr(out, f"_{name}", np.array(arrays[name], dtype=dtype))
+        out._offsets = offsets.copy()
+        out._step_trajectory = np.repeat(np.arange(n, dtype=np.int64), np.diff(offsets))
+        out._step_index = np.arange(m, dtype=np.int64) - offsets[:-1][out._step_trajectory]
+        return out
+
     def copy(self) -> "StackedVectors":
         """An independent copy (buffer copies: a trial copy of a large store does no per-row work)."""
         return self.astype(self.dtype)
