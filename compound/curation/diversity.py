@@ -35,16 +35,19 @@ sizes one thread is fast enough."""
 def cluster_labels(embeddings: np.ndarray, n_clusters: int, *, seed: int = 0) -> np.ndarray:
     """k-means labels (scikit-learn, fixed seed), with ``n_clusters`` capped at the distinct rows.
 
-    Below ``MINIBATCH_ROWS`` rows: ``KMeans(n_init=10)``; from it on:
-    ``MiniBatchKMeans(n_init=3, batch_size=MINIBATCH_SIZE)``. Both take
-    ``random_state=seed``, so labels are reproducible, and run on
+    Below ``MINIBATCH_ROWS`` rows: ``KMeans(n_init=10)`` in float64; from it
+    on: ``MiniBatchKMeans(n_init=3, batch_size=MINIBATCH_SIZE)`` in float32
+    (a large store's vectors are float16 anyway, and a float64 copy of a
+    million 384-wide rows is 3 GB more in the curator's curation pass). Both
+    take ``random_state=seed``, so labels are reproducible, and run on
     ``CLUSTER_THREADS`` threads.
 
     >>> labels = cluster_labels(np.array([[0.0, 0.0], [0.1, 0.0], [5.0, 5.0]]), 2)
     >>> bool(labels[0] == labels[1] != labels[2])
     True
     """
-    embeddings = np.asarray(embeddings, dtype=np.float64)
+    embeddings = np.asarray(embeddings)
+    embeddings = embeddings.astype(np.float32 if embeddings.ndim == 2 and len(embeddings) >= MINIBATCH_ROWS else np.float64, copy=False)
     if embeddings.ndim != 2:
         raise CurationError(f"embeddings must be a 2-D array (one row per trajectory); got shape {embeddings.shape}")
     if n_clusters < 1:
