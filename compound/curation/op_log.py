@@ -67,6 +67,16 @@ def _from_npy(data: bytes) -> np.ndarray:
     return np.load(io.BytesIO(data), allow_pickle=False)
 
 
+def _damaged(where: str, exc: Exception) -> CurationError:
+    return CurationError(f"curator checkpoint {where} is damaged ({type(exc).__name__}: {exc}); remove the folder to start the "
+                         "curator empty, or resume the run with --resume (it rebuilds the stores from trajectories.parquet)")
+
+
+def _check_owner(owner: str, run: str, where: str) -> None:
+    if owner != run:
+        raise CurationError(f"curator checkpoint {where} belongs to run {owner!r}, not {run!r}; point the curator at its own folder")
+
+
 def encode(op: Op, run: str) -> bytes:
     """``op`` as the bytes of one Arrow IPC file (the trajectory rows plus a column per vector field)."""
     table = to_arrow(list(op.trajectories))
@@ -90,10 +100,8 @@ def decode(data: bytes, run: str, where: str) -> Op:
         trajectories = tuple(from_arrow(table.select(TRAJECTORY_SCHEMA.names)))
         columns = {n: table.column(f"vector_{n}").to_pylist() for n in _VECTOR_FIELDS}
     except (pa.ArrowInvalid, KeyError, ValueError, OSError) as exc:
-        raise CurationError(f"curator checkpoint {where} is damaged ({type(exc).__name__}: {exc}); remove the folder to start the "
-                            "curator empty, or resume the run with --resume (it rebuilds the stores from trajectories.parquet)") from None
-    if owner != run:
-        raise CurationError(f"curator checkpoint {where} belongs to run {owner!r}, not {run!r}; point the curator at its own folder")
+        raise _damaged(where, exc) from None
+    _check_owner(owner, run, where)
     vectors = tuple(
         None if columns["key"][i] is None else TrajectoryVectors(*(_from_npy(columns[n][i]) for n in _VECTOR_FIELDS))
         for i in range(len(trajectories))
@@ -124,10 +132,8 @@ def decode_arrays(data: bytes, run: str, where: str) -> dict[str, np.ndarray]:
         data = table.column("data")
         out = {name: np.frombuffer(data[i].as_buffer(), dtype=np.dtype(dtypes[i])).reshape(shapes[i]) for i, name in enumerate(names)}
     except (pa.ArrowInvalid, KeyError, ValueError, TypeError, IndexError) as exc:
-        raise CurationError(f"curator checkpoint {where} is damaged ({type(exc).__name__}: {exc}); remove the folder to start the "
-                            "curator empty, or resume the run with --resume") from None
-    if owner != run:
-        raise CurationError(f"curator checkpoint {where} belongs to run {owner!r}, not {run!r}; point the curator at its own folder")
+        raise _damaged(where, exc) from None
+    _check_owner(owner, run, where)
     return out
 
 
@@ -210,12 +216,11 @@ class OpLog:
             manifest = json.loads(self._read(f"{self.root}/snapshots/{self.base:09d}.json", where))
             owner, calls, names, with_arrays = manifest["run"], manifest["calls"], list(manifest["parts"]), list(manifest["arrays"])
         except (ValueError, KeyError, TypeError) as exc:
-            raise CurationError(f"curator checkpoint {where} is damaged ({type(exc).__name__}: {exc}); remove the folder to start "
-                                "the curator empty, or resume the run with --resume") from None
-        if owner != self.run:
-            raise CurationError(f"curator checkpoint {where} belongs to run {owner!r}, not {self.run!r}; point the curator at its own folder")
-        if calls != self.base:
-            raise CurationError(f"curator checkpoint {where} says it covers {calls} calls, not {self.base}; it is damaged")
+            raise _damaged(where, exc) from None
+        _check_owner(owner, self.run, where)
+        if calls != self.base or len(with_arrays) != len(names):
+            raise _damaged(where, ValueError(f"it says {calls} calls and {len(names)} parts, {len(with_arrays)} with arrays, "
+                                             f"under the name of {self.base} calls"))
         out = []
         for name, has_arrays in zip(names, with_arrays):
             path = f"snapshots/{self.base:09d}/{name}"

@@ -104,18 +104,19 @@ def test_calls_left_from_a_crash_before_their_deletion_are_not_replayed(tmp_path
     assert list(again.replay()) == [] and again.next == 1
 
 
-@pytest.mark.parametrize("damage", ["manifest", "part", "other run"])
+@pytest.mark.parametrize("damage", ["manifest", "part", "arrays", "other run"])
 def test_a_damaged_or_foreign_snapshot_is_refused_with_its_path(tmp_path, damage):
     log = OpLog(str(tmp_path), run="r")
     log.append(Op("take_collapsed", {}))
-    log.write_snapshot([Op("state", {})])
-    manifest, part = tmp_path / "snapshots" / "000000001.json", tmp_path / "snapshots" / "000000001" / "00000.arrow"
+    log.write_snapshot([Op("state", {}, arrays={"units": np.eye(3)})])
+    manifest, folder = tmp_path / "snapshots" / "000000001.json", tmp_path / "snapshots" / "000000001"
     if damage == "manifest":
         manifest.write_text("{not json")
         where = "000000001.json is damaged"
-    elif damage == "part":
-        part.write_bytes(part.read_bytes()[:10])
-        where = "000000001/00000.arrow is damaged"
+    elif damage in ("part", "arrays"):
+        part = folder / ("00000.arrow" if damage == "part" else "00000.arrays.arrow")
+        part.write_bytes(part.read_bytes()[: part.stat().st_size // 2])
+        where = f"000000001/{part.name} is damaged"
     else:
         manifest.write_text(manifest.read_text().replace('"run": "r"', '"run": "another"'))
         where = "000000001.json belongs to run 'another'"
