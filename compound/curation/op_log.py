@@ -77,18 +77,14 @@ def _check_owner(owner: str, run: str, where: str) -> None:
         raise CurationError(f"curator checkpoint {where} belongs to run {owner!r}, not {run!r}; point the curator at its own folder")
 
 
-def encode(op: Op, run: str) -> bytes:
-    """``op`` as the bytes of one Arrow IPC file (the trajectory rows plus a column per vector field)."""
+def encode(op: Op, run: str) -> pa.Table:
+    """``op`` as one Arrow table (the trajectory rows plus a column per vector field; name, args and run in its metadata)."""
     table = to_arrow(list(op.trajectories))
     for name in _VECTOR_FIELDS:
         column = [None if v is None else _npy(getattr(v, name)) for v in op.vectors] if op.vectors else [None] * table.num_rows
         table = table.append_column(f"vector_{name}", pa.array(column, pa.binary()))
     meta = {b"compound.op": op.name.encode(), b"compound.args": json.dumps(op.args).encode(), b"compound.run": run.encode()}
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}), **meta})
-    sink = io.BytesIO()
-    with pa.ipc.new_file(sink, table.schema) as writer:
-        writer.write_table(table)
-    return sink.getvalue()
+    return table.replace_schema_metadata({**(table.schema.metadata or {}), **meta})
 
 
 def decode(data: bytes, run: str, where: str) -> Op:
@@ -112,15 +108,16 @@ def decode(data: bytes, run: str, where: str) -> Op:
 _ARRAYS_SCHEMA = pa.schema([("name", pa.string()), ("dtype", pa.string()), ("shape", pa.list_(pa.int64())), ("data", pa.large_binary())])
 
 
-def encode_arrays(arrays: Mapping[str, np.ndarray], run: str) -> bytes:
-    """Named arrays as one Arrow IPC file, one row each with its raw bytes (a million rows of vectors in one buffer, not a file per row)."""
-    names = list(arrays)
-    table = pa.table([names, [str(arrays[n].dtype) for n in names], [list(arrays[n].shape) for n in names],
-                      [np.ascontiguousarray(arrays[n]).tobytes() for n in names]], schema=_ARRAYS_SCHEMA)
-    sink = io.BytesIO()
-    with pa.ipc.new_file(sink, table.schema.with_metadata({b"compound.run": run.encode()})) as writer:
-        writer.write_table(table)
-    return sink.getvalue()
+def encode_arrays(arrays: Mapping[str, np.ndarray], run: str) -> list[pa.RecordBatch]:
+    """Named arrays as one-row batches (name, dtype, shape, raw bytes) over the arrays' own memory: nothing is copied before the write."""
+    batches = []
+    for name, array in arrays.items():
+        array = np.ascontiguousarray(array)
+        data = pa.LargeBinaryArray.from_buffers(pa.large_binary(), 1, [None, pa.py_buffer(np.array([0, array.nbytes], np.int64)),
+                                                                        pa.py_buffer(array.reshape(-1).view(np.uint8))])
+        columns = [pa.array([name]), pa.array([str(array.dtype)]), pa.array([list(array.shape)], pa.list_(pa.int64())), data]
+        batches.append(pa.RecordBatch.from_arrays(columns, schema=_ARRAYS_SCHEMA.with_metadata({b"compound.run": run.encode()})))
+    return batches
 
 
 def decode_arrays(data: bytes, run: str, where: str) -> dict[str, np.ndarray]:
@@ -159,12 +156,22 @@ class OpLog:
         manifests = [n for n in self._files(f"{self.root}/snapshots", ".json") if n[:-5].isdigit()]
         return max((int(n[:-5]) for n in manifests), default=0)
 
-    def _write(self, path: str, data: bytes) -> None:
-        """``data`` at ``path``, written under a temporary name and moved into place (no half file under a final name)."""
+    def _write(self, path: str, data: bytes | pa.Table | list[pa.RecordBatch]) -> None:
+        """``data`` (bytes, or a table or batches as one Arrow IPC file) at ``path``, under a temporary name moved into place.
+
+        Tables are streamed into the file (no copy of a snapshot's vectors in
+        memory), and a crash mid-write leaves no half file under a final name.
+        """
         folder, name = path.rsplit("/", 1)
         tmp = f"{folder}/.{name}.{uuid.uuid4().hex}.tmp"
         with self.fs.open_output_stream(tmp) as out:
-            out.write(data)
+            if isinstance(data, bytes):
+                out.write(data)
+            else:
+                batches = data.to_batches() if isinstance(data, pa.Table) else data
+                with pa.ipc.new_file(out, data.schema if isinstance(data, pa.Table) else batches[0].schema) as writer:
+                    for batch in batches:
+                        writer.write_batch(batch)
         self.fs.move(tmp, path)
 
     def _read(self, path: str, where: str) -> bytes:

@@ -314,7 +314,7 @@ class ExperienceStore:
 
     @classmethod
     def load(cls, path: str | Path, embedder: Embedder, *, float16_from: int | None = None) -> "ExperienceStore":
-        """The store ``save`` wrote; vectors are reused when ``embedder`` matches, else recomputed."""
+        """The store ``save`` wrote; vectors are reused when ``embedder`` matches, else recomputed (``float16_from``: as for a new store)."""
         trajectories, meta, table = store_io.read_store_table(path)
         store = cls(embedder, trial=int(meta.get("trial", 0)), float16_from=float16_from)
         same_space = meta.get("embedder") == embedder.name and meta.get("dim") == embedder.dim

@@ -46,8 +46,7 @@ from typing import Any
 import numpy as np
 import ray
 
-from compound.curation import ExperienceStore, make_embedder
-from compound.curation import curator_snapshot
+from compound.curation import ExperienceStore, curator_snapshot, make_embedder
 from compound.curation.chunk_log import Delta, StoreLog
 from compound.curation.curator_snapshot import CuratorState
 from compound.curation.errors import CurationError
