@@ -262,6 +262,11 @@ def example_set_embeddings(example_set: ExampleSet, embedder: Embedder) -> Mappi
     return emb
 
 
+STRATEGY_BLOCK = 65_536
+"""Trajectories ``strategy_vectors`` computes at a time: its temporaries stay block-sized (a
+million rows at once needed ~4 copies of 1.5 GB besides the result)."""
+
+
 def strategy_vectors(emb: Mapping[str, np.ndarray]) -> np.ndarray:
     """One unit vector per trajectory for clustering by strategy: goal key + plan + mean step observation.
 
@@ -270,21 +275,27 @@ def strategy_vectors(emb: Mapping[str, np.ndarray]) -> np.ndarray:
     plan); the mean of the step observations reflects the path taken.
 
     Computed in float32 whatever the stored precision (a large store keeps
-    float16, whose sums of many steps would lose digits), in place where it
-    can be, since at a million rows every temporary is 1.5 GB.
+    float16, whose sums of many steps would lose digits), ``STRATEGY_BLOCK``
+    trajectories at a time into the result.
     """
     key, plan, obs, offsets = (np.asarray(emb[k]) for k in ("key", "plan", "observation", "step_offsets"))
-    rows = key.astype(np.float32)
-    rows += plan
-    counts = np.diff(offsets)
-    if len(obs) and counts.any():
+    out = np.empty(key.shape, np.float32)
+    for lo in range(0, len(key), STRATEGY_BLOCK):
+        hi = min(len(key), lo + STRATEGY_BLOCK)
+        rows = out[lo:hi]
+        np.add(key[lo:hi], plan[lo:hi], out=rows, dtype=np.float32)
+        counts = np.diff(offsets[lo : hi + 1])
         has = counts > 0
-        sums = np.add.reduceat(obs, offsets[:-1][has], axis=0, dtype=np.float32)
-        sums /= counts[has, None]
-        rows[has] += sums
-        del sums
-    rows /= np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
-    return rows
+        if has.any():
+            starts = (offsets[lo:hi] - offsets[lo])[has]
+            means = np.add.reduceat(obs[offsets[lo] : offsets[hi]], starts, axis=0, dtype=np.float32)
+            means /= counts[has, None]  # in place: rounded to float32 before the sum, as it always was
+            if has.all():
+                rows += means
+            else:
+                rows[has] += means
+        rows /= np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+    return out
 
 
 def strategy_vectors_by_id(snapshots: Sequence) -> dict[str, np.ndarray]:
