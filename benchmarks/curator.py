@@ -9,7 +9,10 @@ the actors run, in this process.
 
 - ingest: the curator's per-push path (``ExperienceStore.add`` with the
   worker's vectors, ``OnlineUtility.observe``, ``StoreLog.add``), a chunk
-  sealed every ``--chunk`` pushes; trajectories/s.
+  sealed every ``--chunk`` pushes; trajectories/s. The store keeps float16
+  vectors from ``--ann-threshold`` trajectories on, as the curator does
+  (``float16_from=curation.ann_threshold``), so chunks past it carry
+  float16 too.
 - delta broadcast: each sealed chunk serialised as ``ray.put`` does (pickle
   protocol 5, numpy buffers out of band), read back and applied to a
   worker's ``FlexRetriever`` (``extend``: float16 and the IVF index past
@@ -30,13 +33,13 @@ the actors run, in this process.
   these times exclude embedding the step query (MiniLM: ~5-10 ms for a fresh
   text on CPU; ``benchmarks/retrieval.py``).
 
-Stores above ``--curator-max`` trajectories (default 200,000) skip the
-curator-side phases (ingest, trial copy, curation pass): its float32 store
-of a million 10-step trajectories needs ~33 GB (projected in the table).
 Stores above ``--full-steps-max`` keep ``--big-steps`` steps per trajectory
-in the worker (its float16 step vectors would need ~15 GB at a million x 10
-steps); step-stage latency depends on the k shortlisted trajectories' steps,
-not on the others, and the memory column projects 10 steps.
+on both sides: at a million x 10 steps the curator's float16 vectors alone
+need ~16 GiB and the worker's as much again, more than this process may
+hold. Step-stage latency depends on the k shortlisted trajectories' steps,
+not on the others; ingest, delta bytes, trial copy and curation pass scale
+with the steps carried (measured at 100k with 10), and the memory columns
+project 10 steps.
 
     python benchmarks/curator.py                    # 1k, 100k, 1M (~15 min on 2 cores)
     python benchmarks/curator.py --quick            # seconds: tiny sizes, ANN threshold 500
@@ -161,11 +164,10 @@ def exact_top(matrix_key: np.ndarray, matrix_plan: np.ndarray | None, queries_ke
 
 def bench_size(size: int, args: argparse.Namespace) -> dict[str, Any]:
     steps = args.steps if size <= args.full_steps_max else args.big_steps
-    curator_side = size <= args.curator_max
     gen = ClusteredVectors(args.clusters, args.seed + size, args.spread)
     embedder = LookupEmbedder()
     worker = FlexRetriever.empty(embedder, ann_threshold=args.ann_threshold, ann_nprobe=args.nprobe)
-    store = ExperienceStore(embedder, trial=0) if curator_side else None
+    store = ExperienceStore(embedder, trial=0, float16_from=args.ann_threshold)
     log = StoreLog(put=lambda chunk: chunk)
     utility = OnlineUtility()
     ingest_s = serialise_s = read_s = apply_s = 0.0
@@ -176,17 +178,14 @@ def bench_size(size: int, args: argparse.Namespace) -> dict[str, Any]:
     start_all = time.perf_counter()
     for first in range(0, size, args.chunk):
         trajectories, vectors = make_chunk(gen, first, min(args.chunk, size - first), steps)
-        if store is not None:
-            t0 = time.perf_counter()
-            for t, v in zip(trajectories, vectors):  # the curator's _submit / _publish, one push at a time
-                store.add([t], vectors={t.id: v})
-                utility.observe(t)
-                log.add(t, store.vectors(t.attempt_key))
-            log.seal()
-            ingest_s += time.perf_counter() - t0
-            chunk = log.handles[-1]
-        else:
-            chunk = Chunk(tuple(trajectories), tuple(vectors))
+        t0 = time.perf_counter()
+        for t, v in zip(trajectories, vectors):  # the curator's _submit / _publish, one push at a time
+            store.add([t], vectors={t.id: v})
+            utility.observe(t)
+            log.add(t, store.vectors(t.attempt_key))
+        log.seal()
+        ingest_s += time.perf_counter() - t0
+        chunk: Chunk = log.handles[-1]
         t0 = time.perf_counter()
         data, buffers = serialised(chunk)
         stored = [bytearray(b.raw()) for b in buffers]  # ray.put copies the buffers into the object store
@@ -203,15 +202,14 @@ def bench_size(size: int, args: argparse.Namespace) -> dict[str, Any]:
         chunk_bytes.append(len(data) + sum(len(b) for b in stored))
         chunks += 1
         del chunk, received, data, buffers, stored, trajectories, vectors
-        log.handles[-1:] = [None] if store is not None else []  # the handle stays listed; its views of the store go
+        log.handles[-1] = None  # the handle stays listed; its views of the store go (ray.put would have copied them)
     build_s = time.perf_counter() - start_all
     row: dict[str, Any] = {
         "trajectories": size, "steps_per_trajectory": steps, "chunk": args.chunk, "chunks": chunks,
         "uses_ann": worker.uses_ann, "ann_lists": worker._index.lists if worker._index is not None else 0, "nprobe": args.nprobe,
         "build_s": build_s,
     }
-    if store is not None:
-        row["ingest_per_s"] = size / ingest_s
+    row["ingest_per_s"] = size / ingest_s
     total_bytes = sum(chunk_bytes)
     row["delta"] = {
         "bytes_per_chunk": total_bytes / chunks, "bytes_per_trajectory": total_bytes / size,
@@ -229,22 +227,28 @@ def bench_size(size: int, args: argparse.Namespace) -> dict[str, Any]:
         "projected_10_steps_total": (mem["key_plan"] + mem["index"] + per_step_row * size * 10) / 2**20,
         "process_max_rss": rss_mib(),
     }
-    if store is not None:
-        t0 = time.perf_counter()
-        target, target_log = ExperienceStore(embedder, trial=1), StoreLog(put=lambda chunk: chunk)
-        target.replace_contents(store)
-        target_log.copy_from(log)
-        row["trial_copy_s"] = time.perf_counter() - t0
-        del target, target_log
-        gc.collect()
-        t0 = time.perf_counter()
-        record = segment_pass([store.snapshot()], utility.utilities(), n_clusters=8, max_store=None, segment=0, seed=0)
-        row["curation_pass_s"] = time.perf_counter() - t0
-        row["coverage"] = record["coverage"][0]
-    else:
-        f32_per_traj = (2 + 2 * 10) * DIM * 4
-        row["curator_store_projected_gib"] = size * f32_per_traj / 2**30
-    del store, log
+    emb = store.snapshot().embeddings
+    vector_bytes = sum(emb[k].nbytes for k in ("key", "plan", "observation", "reasoning"))
+    step_bytes = sum(emb[k].nbytes for k in ("observation", "reasoning", "step_trajectory", "step_index"))
+    row["curator_memory_mib"] = {
+        "dtype": str(store.vector_dtype), "vectors": vector_bytes / 2**20,
+        "projected_10_steps": (vector_bytes - step_bytes + step_bytes / steps * 10 + emb["step_offsets"].nbytes) / 2**20,
+        "process_max_rss_after_ingest": rss_mib(),
+    }
+    del emb
+    t0 = time.perf_counter()
+    target, target_log = ExperienceStore(embedder, trial=1, float16_from=args.ann_threshold), StoreLog(put=lambda chunk: chunk)
+    target.replace_contents(store)
+    target_log.copy_from(log)
+    row["trial_copy_s"] = time.perf_counter() - t0
+    del target, target_log
+    gc.collect()
+    t0 = time.perf_counter()
+    record = segment_pass([store.snapshot()], utility.utilities(), n_clusters=8, max_store=None, segment=0, seed=0)
+    row["curation_pass_s"] = time.perf_counter() - t0
+    row["coverage"] = record["coverage"][0]
+    row["curator_memory_mib"]["process_max_rss_after_pass"] = rss_mib()
+    del store, log, record
     gc.collect()
     row["retrieval"] = bench_retrieval(worker, embedder, gen, args)
     if worker._index is not None:
@@ -293,13 +297,13 @@ def bench_retrieval(worker: FlexRetriever, embedder: LookupEmbedder, gen: Cluste
 
 
 def print_tables(rows: list[dict[str, Any]], workers: list[int]) -> None:
-    print("\ncurator side (one trial; float32 store)")
-    print(f"{'trajs':>9} {'ingest/s':>10} {'copy s':>8} {'pass s':>8}")
+    print("\ncurator side (one trial; vectors in float16 from --ann-threshold on)")
+    print(f"{'trajs':>9} {'steps':>5} {'ingest/s':>10} {'copy s':>8} {'pass s':>8} {'dtype':>8} {'MiB':>7} {'MiB@10st':>8} {'max RSS':>8}")
     for r in rows:
-        if "ingest_per_s" in r:
-            print(f"{r['trajectories']:>9} {r['ingest_per_s']:>10.0f} {r['trial_copy_s']:>8.3f} {r['curation_pass_s']:>8.2f}")
-        else:
-            print(f"{r['trajectories']:>9} {'skipped: store needs ~%.0f GiB' % r['curator_store_projected_gib']:>28}")
+        m = r["curator_memory_mib"]
+        print(f"{r['trajectories']:>9} {r['steps_per_trajectory']:>5} {r['ingest_per_s']:>10.0f} {r['trial_copy_s']:>8.3f} "
+              f"{r['curation_pass_s']:>8.2f} {m['dtype']:>8} {m['vectors']:>7.0f} {m['projected_10_steps']:>8.0f} "
+              f"{m['process_max_rss_after_pass']:>8.0f}")
     w = workers[-1]
     print(f"\ndelta broadcast (chunks of {rows[0]['chunk']}; per worker: serialise + read + apply)")
     print(f"{'trajs':>9} {'steps':>5} {'KiB/chunk':>10} {f'MiB to {w} w':>12} {'ser ms':>7} {'read ms':>7} "
@@ -356,7 +360,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--steps", type=int, default=10, help="steps per trajectory")
     parser.add_argument("--big-steps", type=int, default=1, help="steps per trajectory above --full-steps-max")
     parser.add_argument("--full-steps-max", type=int, default=200_000)
-    parser.add_argument("--curator-max", type=int, default=200_000, help="largest store the curator-side phases run on")
     parser.add_argument("--ann-threshold", type=int, default=50_000, help="curation.ann_threshold")
     parser.add_argument("--nprobe", type=int, default=16, help="curation.ann_nprobe")
     parser.add_argument("--nprobe-sweep", type=int, nargs="*", default=[8, 32], help="also time these nprobe on the built index")

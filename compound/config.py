@@ -197,7 +197,7 @@ class CurationConfig(_Section):
     fixed_examples: int = Field(0, ge=0, description="Fixed examples (an ablation's control): each trial's store keeps its first k successes and never changes after (0 = off).")
     exemplar_curation: bool = Field(False, description="After training keep per task the highest-utility trajectory across trials.")
     diversity_clusters: int = Field(0, ge=0, description="Cluster-based diversity: k-means into this many clusters over the final store and keep the best of each, so it holds at most this many trajectories covering different strategies (0 = off).")
-    ann_threshold: int | None = Field(50_000, ge=1, description="From this many trajectories in a trial's store on, a worker's retriever keeps its vectors in float16 and finds shortlists with a faiss IVF index, ranked exactly (recall@6 0.996 at 1M trajectories in benchmarks/curator.py); below it retrieval is an exact scan (null = always exact).")
+    ann_threshold: int | None = Field(50_000, ge=1, description="From this many trajectories in a trial's store on, a worker's retriever keeps its vectors in float16 and finds shortlists with a faiss IVF index, ranked exactly (recall@6 0.996 at 1M trajectories in benchmarks/curator.py), and the curator keeps that trial's vectors in float16 too; below it retrieval is an exact scan over float32 vectors (null = always exact, always float32).")
     ann_nprobe: int = Field(16, ge=1, le=4096, description="IVF lists scanned per ANN query: more = higher recall, slower (see ann_threshold).")
 
 
@@ -229,6 +229,13 @@ class DistributedConfig(_Section):
         None,
         description="Where the curator checkpoints every call it accepts, so Ray can restart it in place: a folder or a "
         "pyarrow.fs URI (s3://bucket/path, gs://...) every node can reach; default: the run directory's curator/ folder, with the curator kept on the driver's node.",
+    )
+    checkpoint_snapshot_every: int | None = Field(
+        10_000, ge=1,
+        description="Every this many accepted calls (or a quarter of the trajectories the curator holds, if more: a snapshot "
+        "rewrites them all) the curator writes its whole state as a snapshot and drops the calls it covers, so a restarted "
+        "curator loads the snapshot and replays only the calls after it (~0.8 ms each) instead of every call of the run "
+        "(benchmarks/curator_restart.py). null = never (replay everything).",
     )
     resource_timeout_s: float = Field(
         300.0, gt=0.0,

@@ -261,7 +261,8 @@ def _step_row(s: Step) -> dict[str, Any]:
 
 def _step_from_row(s: Mapping[str, Any]) -> Step:
     info = s.get("info")
-    return Step(**{k: s[k] for k in _STEP_FIELDS}, valid_actions=tuple(s["valid_actions"] or ()), info=json.loads(info) if info else {})
+    empty = not info or info == "{}"  # most steps: skip the parser (a checkpoint decodes millions of steps)
+    return Step(**{k: s[k] for k in _STEP_FIELDS}, valid_actions=tuple(s["valid_actions"] or ()), info={} if empty else json.loads(info))
 
 
 def trajectory_to_row(t: Trajectory) -> dict[str, Any]:

@@ -151,6 +151,23 @@ class StoreLog:
         self.epoch = next(_EPOCHS)
         self.version = max(self.version, source.version) + 1
 
+    def state(self) -> dict[str, Any]:
+        """What a restart needs beyond the store's retrievable successes (which are this log's live set): version and Q."""
+        return {"version": self.version, "q": dict(self._q)}
+
+    @classmethod
+    def restored(cls, put: Callable[[Chunk], Any], state: dict[str, Any], live: Sequence[tuple[Trajectory, TrajectoryVectors]]) -> "StoreLog":
+        """A log at ``state``'s version whose live set (``live``, with their Q) is pending as one chunk, under a new epoch.
+
+        As after a replay, a restarted log has no chunks of the old
+        incarnation: readers start over and get the live set in one chunk.
+        """
+        log = cls(put=put, version=int(state["version"]))
+        log._q = {str(k): float(v) for k, v in state["q"].items()}
+        log._adds = {t.id: (t, v) for t, v in live}
+        log._utilities = {tid: log._q[tid] for tid in log._adds if tid in log._q}
+        return log
+
     def live_ids(self) -> set[str]:
         """Ids a reader of the sealed log can retrieve."""
         return set(self._live)

@@ -29,7 +29,7 @@ import copy
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Collection
+from typing import Any, Collection, Mapping
 
 import numpy as np
 
@@ -162,6 +162,30 @@ class InsertDedup:
     def kept_ids(self) -> list[str]:
         """The kept representatives, in arrival order."""
         return list(self._copies)
+
+    def state(self) -> tuple[dict[str, Any], np.ndarray]:
+        """JSON state plus the kept unit vectors stacked in one array (rows in the order the JSON lists them)."""
+        units = [(task, tid, v) for task, kept in self._vectors.items() for tid, v in kept]
+        state = {
+            "threshold": self.threshold, "code_envs": sorted(self.code_envs),
+            "by_actions": [[task, list(actions), tid] for (task, actions), tid in self._by_actions.items()],
+            "by_structure": [[task, key, tid] for (task, key), tid in self._by_structure.items()],
+            "vectors": [[task, tid] for task, tid, _ in units], "copies": dict(self._copies),
+            "seen": {tid: [d.duplicate, d.kept_id, d.rule, d.copies, d.similarity] for tid, d in self._seen.items()},
+        }
+        return state, np.stack([v for _, _, v in units]) if units else np.zeros((0, 0))
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any], units: np.ndarray) -> "InsertDedup":
+        """The dedup ``state`` described (same kept ids, copies, decisions and unit vectors)."""
+        out = cls(threshold=state["threshold"], code_envs=state["code_envs"])
+        out._by_actions = {(task, tuple(actions)): tid for task, actions, tid in state["by_actions"]}
+        out._by_structure = {(task, key): tid for task, key, tid in state["by_structure"]}
+        for (task, tid), v in zip(state["vectors"], units):
+            out._vectors.setdefault(task, []).append((tid, v))
+        out._copies = dict(state["copies"])
+        out._seen = {tid: DedupDecision(*d) for tid, d in state["seen"].items()}
+        return out
 
     def copy(self) -> "InsertDedup":
         """An independent copy, for a trial whose store becomes a copy of another's (PBT exploit)."""

@@ -49,7 +49,9 @@ def segment_pass(
     clusters = min(n_clusters, sum(len(s) for s in present)) if n_clusters else 0
     labels_of: list[np.ndarray] = [np.zeros(0, np.int64) for _ in snapshots]
     if clusters:
-        matrix = np.concatenate([strategy_vectors(s.embeddings) for s in present])
+        parts = [strategy_vectors(s.embeddings) for s in present]
+        matrix = np.concatenate(parts) if len(parts) > 1 else parts[0]  # no second copy of a lone trial's rows
+        del parts
         labels = cluster_labels(matrix, clusters, seed=seed + segment)
         start = 0
         for i, s in enumerate(snapshots):

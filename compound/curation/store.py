@@ -12,6 +12,17 @@ read-only views of them, so publishing costs no copy. The version goes up on eve
 retrievable set and on nothing else, so a worker refetches only when it
 would see something new.
 
+Vectors are most of a large store's memory (a ten-step success carries 22
+vectors of 384 floats, 33 KB in float32: 97% of what the store held at
+100k ``benchmarks/curator.py`` trajectories). From ``float16_from`` retrievable
+successes on, the buffers are kept in float16 (half the memory; the
+curator passes ``curation.ann_threshold``, the size from which workers
+already rank in float16, so the curator keeps no precision a worker would
+see). Below it, and with the default ``None``, vectors stay float32 as
+embedded. The switch is one array copy, happens once (a store that shrinks
+again stays float16), and depends only on the calls made, so a replay
+switches at the same point.
+
 The store is not thread-safe; its owner (the curator actor) serialises calls.
 ``add`` runs the embedder, which for MiniLM costs ~1-3 ms per new text on CPU.
 """
@@ -22,6 +33,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+import numpy as np
 import pyarrow as pa
 
 from compound.curation import store_io
@@ -49,9 +61,12 @@ class ExperienceStore:
     (1, 1, (1, 1024))
     """
 
-    def __init__(self, embedder: Embedder, trial: int = 0) -> None:
+    def __init__(self, embedder: Embedder, trial: int = 0, *, float16_from: int | None = None) -> None:
+        if float16_from is not None and float16_from < 1:
+            raise CurationError(f"float16_from must be >= 1 or None (always float32); got {float16_from}")
         self.embedder = embedder
         self.trial = trial
+        self.float16_from = float16_from
         self._attempts: dict[AttemptKey, Trajectory] = {}
         self._stack = StackedVectors(embedder.dim)  # rows: retrievable successes, in ``_attempts`` order
         self._evicted: set[AttemptKey] = set()  # successes kept as data but no longer retrievable (budget)
@@ -192,9 +207,20 @@ class ExperienceStore:
             keys = [k for k in incoming if k in fresh]
             keys = [k for k in keys if k not in self._evicted]
             self._stack.append(keys, [fresh[k] for k in keys])
+        self._compact()
         if changed:
             self._touch()
         return self._version
+
+    def _compact(self) -> None:
+        """Switch the vector buffers to float16 once the store reaches ``float16_from`` (see module doc)."""
+        if self.float16_from is not None and len(self._stack) >= self.float16_from and self._stack.dtype != np.float16:
+            self._stack = self._stack.astype(np.float16)
+
+    @property
+    def vector_dtype(self) -> np.dtype:
+        """float32 as embedded, or float16 once the store reached ``float16_from``."""
+        return self._stack.dtype
 
     def evict(self, ids: Iterable[str]) -> int:
         """The store budget: these successes stop being retrievable (kept as data); returns the version."""
@@ -218,7 +244,7 @@ class ExperienceStore:
 
     def copy(self, trial: int | None = None) -> "ExperienceStore":
         """An independent store with the same attempts, vectors and version."""
-        other = ExperienceStore(self.embedder, self.trial if trial is None else trial)
+        other = ExperienceStore(self.embedder, self.trial if trial is None else trial, float16_from=self.float16_from)
         other._attempts = dict(self._attempts)
         other._stack = self._stack.copy()
         other._evicted = set(self._evicted)
@@ -228,7 +254,8 @@ class ExperienceStore:
     def replace_contents(self, source: "ExperienceStore") -> int:
         """DB-curation's exploit step: this trial's database becomes a copy of ``source``'s.
 
-        Keeps this store's trial number; the version goes up, so this trial's
+        Keeps this store's trial number (and its ``float16_from``; the
+        vectors come in the source's precision); the version goes up, so this trial's
         workers fetch the new contents. Trajectories keep their own ``trial``
         field (where they were produced).
         """
@@ -241,6 +268,30 @@ class ExperienceStore:
         self._evicted = set(source._evicted)
         self._touch()
         return self._version
+
+    def attempt(self, key: AttemptKey) -> Trajectory | None:
+        """The result held for attempt ``key`` (``None``: none)."""
+        return self._attempts.get(key)
+
+    def state(self) -> tuple[dict[str, Any], list[Trajectory], dict[str, np.ndarray]]:
+        """Everything ``from_state`` needs: JSON metadata, every attempt in order, and the stacked vectors of the retrievable ones."""
+        meta = {"trial": self.trial, "version": self._version, "float16_from": self.float16_from,
+                "dtype": str(self._stack.dtype), "evicted": [list(k) for k in self._evicted]}
+        if self._stack.order != self._retrievable_keys():  # from_state relies on it: rows are the retrievable attempts, in order
+            raise CurationError(f"trial {self.trial}: stacked rows are not the retrievable attempts in order; cannot write its state")
+        arrays = {k: v for k, v in self._stack.arrays().items() if k in ("key", "plan", "observation", "reasoning", "step_offsets")}
+        return meta, list(self._attempts.values()), arrays
+
+    @classmethod
+    def from_state(cls, embedder: Embedder, meta: Mapping[str, Any], trajectories: Sequence[Trajectory],
+                   arrays: Mapping[str, np.ndarray]) -> "ExperienceStore":
+        """The store ``state`` described: the same attempts, rows (the retrievable ones, in attempt order), precision and version."""
+        store = cls(embedder, trial=int(meta["trial"]), float16_from=meta["float16_from"])
+        store._attempts = {t.attempt_key: t for t in trajectories}
+        store._evicted = {tuple(k) for k in meta["evicted"]}
+        store._stack = StackedVectors.from_arrays(store._retrievable_keys(), arrays, np.dtype(meta["dtype"]).type)
+        store._version = int(meta["version"])
+        return store
 
     def _touch(self) -> None:
         self._version += 1
@@ -262,16 +313,17 @@ class ExperienceStore:
         return store_io.write_atomically(table, path)
 
     @classmethod
-    def load(cls, path: str | Path, embedder: Embedder) -> "ExperienceStore":
-        """The store ``save`` wrote; vectors are reused when ``embedder`` matches, else recomputed."""
+    def load(cls, path: str | Path, embedder: Embedder, *, float16_from: int | None = None) -> "ExperienceStore":
+        """The store ``save`` wrote; vectors are reused when ``embedder`` matches, else recomputed (``float16_from``: as for a new store)."""
         trajectories, meta, table = store_io.read_store_table(path)
-        store = cls(embedder, trial=int(meta.get("trial", 0)))
+        store = cls(embedder, trial=int(meta.get("trial", 0)), float16_from=float16_from)
         same_space = meta.get("embedder") == embedder.name and meta.get("dim") == embedder.dim
         if same_space and store_io.has_vectors(table):
             saved = store_io.vectors_from_table(table, trajectories, embedder.dim)
             store._attempts = {t.attempt_key: t for t in trajectories}
             vectors = {t.attempt_key: v for t, v in zip(trajectories, saved) if v is not None}
             store._stack = StackedVectors(embedder.dim).rebuilt(list(vectors), vectors)
+            store._compact()
         else:
             store.add(trajectories)
         if len(store._attempts) != len(trajectories):

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from compound.curation.errors import CurationError
 from compound.types import Trajectory
@@ -65,7 +65,9 @@ class OnlineUtility:
     """Q kept up to date as episodes finish (the curator's copy); the same sums as ``exemplar_utilities``.
 
     An episode re-observed under the same id (a re-run) replaces its earlier
-    contribution, so a retried episode is not counted twice.
+    contribution, so a retried episode is not counted twice. Per episode it
+    keeps only what that takes (its success and the ids it was shown), not
+    the episode: at a million episodes the curator should not hold them twice.
 
     >>> from compound.types import Trajectory
     >>> ep = lambda i, ok, log: Trajectory(i, "e", i, "train", "", "", "", (), ok, True, False, retrievals=log)
@@ -80,22 +82,36 @@ class OnlineUtility:
         self._numerator: dict[str, float] = defaultdict(float)
         self._denominator: dict[str, float] = defaultdict(float)
         self._count: dict[str, int] = defaultdict(int)
-        self._seen: dict[str, Trajectory] = {}
+        self._seen: dict[str, tuple[bool, tuple[str, ...]]] = {}  # per episode id: (success, ids shown)
 
     def observe(self, episode: Trajectory) -> None:
         previous = self._seen.pop(episode.id, None)
         if previous is not None:
-            self._apply(previous, -1)
-        self._seen[episode.id] = episode
-        self._apply(episode, +1)
+            self._apply(*previous, -1)
+        self._seen[episode.id] = (episode.success, episode.retrievals or episode.example_ids)
+        self._apply(*self._seen[episode.id], +1)
 
-    def _apply(self, episode: Trajectory, sign: int) -> None:
-        shown = episode.retrievals or episode.example_ids
+    def _apply(self, success: bool, shown: tuple[str, ...], sign: int) -> None:
         for tid, hits in Counter(shown).items():
             share = hits / len(shown)
-            self._numerator[tid] += sign * float(episode.success) * share
+            self._numerator[tid] += sign * float(success) * share
             self._denominator[tid] += sign * share
             self._count[tid] += sign
+
+    def state(self) -> dict[str, Any]:
+        """The running sums and what each episode contributed, as JSON (floats round-trip exactly)."""
+        return {"numerator": dict(self._numerator), "denominator": dict(self._denominator), "count": dict(self._count),
+                "seen": {eid: [ok, list(shown)] for eid, (ok, shown) in self._seen.items()}}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> "OnlineUtility":
+        """The utility ``state`` described (the same sums, so the same Q to the last bit)."""
+        out = cls()
+        out._numerator.update(state["numerator"])
+        out._denominator.update(state["denominator"])
+        out._count.update(state["count"])
+        out._seen = {eid: (bool(ok), tuple(shown)) for eid, (ok, shown) in state["seen"].items()}
+        return out
 
     def utilities(self) -> dict[str, ExemplarUtility]:
         """Q for every id some observed episode retrieved (ids whose evidence was withdrawn are left out)."""

@@ -192,6 +192,23 @@ class StackedVectors:
         out._step_trajectory, out._step_index = self._step_trajectory[:m].copy(), self._step_index[:m].copy()
         return out
 
+    @classmethod
+    def from_arrays(cls, keys: Sequence[Any], arrays: Mapping[str, np.ndarray], dtype: type) -> "StackedVectors":
+        """Rows ``keys`` over ``arrays`` (``key``, ``plan``, ``observation``, ``reasoning``, ``step_offsets``; copied, no per-row work)."""
+        offsets = np.asarray(arrays["step_offsets"], np.int64)
+        n, m = len(keys), int(offsets[-1]) if len(offsets) else 0
+        shapes = {name: arrays[name].shape[0] for name in ("key", "plan", "observation", "reasoning")}
+        if shapes != {"key": n, "plan": n, "observation": m, "reasoning": m} or len(offsets) != n + 1:
+            raise CurationError(f"stacked vectors of {shapes} rows and {len(offsets)} offsets do not fit {n} trajectories and {m} steps")
+        out = cls(arrays["key"].shape[1], 1, 1, dtype)
+        out.order, out._row, out._m = list(keys), {k: i for i, k in enumerate(keys)}, m
+        for name in ("key", "plan", "observation", "reasoning"):
+            setattr(out, f"_{name}", np.array(arrays[name], dtype=dtype))
+        out._offsets = offsets.copy()
+        out._step_trajectory = np.repeat(np.arange(n, dtype=np.int64), np.diff(offsets))
+        out._step_index = np.arange(m, dtype=np.int64) - offsets[:-1][out._step_trajectory]
+        return out
+
     def copy(self) -> "StackedVectors":
         """An independent copy (buffer copies: a trial copy of a large store does no per-row work)."""
         return self.astype(self.dtype)
@@ -245,21 +262,40 @@ def example_set_embeddings(example_set: ExampleSet, embedder: Embedder) -> Mappi
     return emb
 
 
+STRATEGY_BLOCK = 65_536
+"""Trajectories ``strategy_vectors`` computes at a time: its temporaries stay block-sized (a
+million rows at once needed ~4 copies of 1.5 GB besides the result)."""
+
+
 def strategy_vectors(emb: Mapping[str, np.ndarray]) -> np.ndarray:
     """One unit vector per trajectory for clustering by strategy: goal key + plan + mean step observation.
 
     Goal and plan alone cannot tell two ways of solving one kind of task
     apart (the coin game's goals are all alike and its agent writes no
     plan); the mean of the step observations reflects the path taken.
+
+    Computed in float32 whatever the stored precision (a large store keeps
+    float16, whose sums of many steps would lose digits), ``STRATEGY_BLOCK``
+    trajectories at a time into the result.
     """
     key, plan, obs, offsets = (np.asarray(emb[k]) for k in ("key", "plan", "observation", "step_offsets"))
-    steps = np.zeros_like(key)
-    counts = np.diff(offsets)
-    if len(obs):
-        sums = np.add.reduceat(obs, offsets[:-1][counts > 0], axis=0) if counts.any() else np.zeros((0, key.shape[1]), key.dtype)
-        steps[counts > 0] = sums / counts[counts > 0, None]
-    rows = key + plan + steps
-    return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+    out = np.empty(key.shape, np.float32)
+    for lo in range(0, len(key), STRATEGY_BLOCK):
+        hi = min(len(key), lo + STRATEGY_BLOCK)
+        rows = out[lo:hi]
+        np.add(key[lo:hi], plan[lo:hi], out=rows, dtype=np.float32)
+        counts = np.diff(offsets[lo : hi + 1])
+        has = counts > 0
+        if has.any():
+            starts = (offsets[lo:hi] - offsets[lo])[has]
+            means = np.add.reduceat(obs[offsets[lo] : offsets[hi]], starts, axis=0, dtype=np.float32)
+            means /= counts[has, None]  # in place: rounded to float32 before the sum, as it always was
+            if has.all():
+                rows += means
+            else:
+                rows[has] += means
+        rows /= np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+    return out
 
 
 def strategy_vectors_by_id(snapshots: Sequence) -> dict[str, np.ndarray]:

@@ -11,6 +11,10 @@ lazy: what arrived since the last publish is sealed into one chunk and put
 into the object store once, when a worker next asks for that trial
 (``delta``); a worker then fetches only the chunks it lacks. A trial copy
 (``copy_store``) hands the target the source's chunk handles: nothing moves.
+From ``float16_from`` successes on (the driver passes
+``curation.ann_threshold``) a trial's store keeps its vectors in float16,
+as the workers' retrievers already do at that size: half the curator's
+memory and half the bytes of each later chunk.
 
 With ``dedup`` a success that repeats a kept one of its task (same actions,
 or for code the same structure, or optionally near-identical vectors) is
@@ -22,9 +26,12 @@ not thread-safe, and every call is short.
 Fault tolerance: every call that changes the curator is applied, then
 written to its checkpoint (``compound.curation.op_log``: one Arrow file per
 call, in order, on any ``pyarrow.fs`` filesystem), and only then
-acknowledged. Ray restarts a killed curator with the same constructor
-arguments, and ``__init__`` replays the checkpoint, which rebuilds the same
-stores, logs, utilities and dedup state. Callers retry until acknowledged,
+acknowledged. Every ``snapshot_every`` calls (or a quarter of the attempts
+held, if more: ``curator_snapshot.snapshot_due``) the whole state is written
+as a snapshot (``compound.curation.curator_snapshot``) and the calls it
+covers are dropped. Ray restarts a killed curator with the same constructor
+arguments, and ``__init__`` loads the snapshot and replays the calls after
+it, which rebuilds the same stores, logs, utilities and dedup state. Callers retry until acknowledged,
 and nothing is applied twice: a push of a result the curator already holds
 for that attempt key is acknowledged as it is, and a driver call carries an
 ``op_id`` whose result is remembered (and replayed). Restarted logs get new
@@ -36,10 +43,12 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import numpy as np
 import ray
 
-from compound.curation import ExperienceStore, make_embedder
+from compound.curation import ExperienceStore, curator_snapshot, make_embedder
 from compound.curation.chunk_log import Delta, StoreLog
+from compound.curation.curator_snapshot import CuratorState
 from compound.curation.errors import CurationError
 from compound.curation.insert_dedup import InsertDedup
 from compound.curation.op_log import Op, OpLog
@@ -56,12 +65,13 @@ from compound.types import ExampleSet, Trajectory
 class Curator:
     def __init__(self, trials: int, embedder: str, *, dedup: bool = False, dedup_threshold: float | None = None,
                  code_envs: tuple[str, ...] = (), fixed: int = 0, checkpoint: str | None = None, run: str = "",
-                 live_examples: bool = True) -> None:
+                 live_examples: bool = True, float16_from: int | None = None, snapshot_every: int | None = None) -> None:
         quiet_actor_logging()
         self.embedder = make_embedder(embedder)
         self.dedup = [InsertDedup(threshold=dedup_threshold, code_envs=code_envs) if dedup else None for _ in range(trials)]
         self.collapsed: list[dict[str, str]] = [{} for _ in range(trials)]  # since the last segment end: id -> kept id
-        self.stores = [ExperienceStore(self.embedder, trial=t) for t in range(trials)]
+        # past curation.ann_threshold workers rank in float16, so the stores keep no more (half the memory)
+        self.stores = [ExperienceStore(self.embedder, trial=t, float16_from=float16_from) for t in range(trials)]
         self.logs = [StoreLog(put=ray.put) for _ in range(trials)]
         self.utility = OnlineUtility()  # exemplar Q over every training episode, updated as they arrive
         self.fixed = fixed  # curation.fixed_examples: the first k successes, then the store is frozen
@@ -74,14 +84,26 @@ class Curator:
         self.stale: dict[tuple, int | None] = {}  # per attempt key, its staleness (replayed like the rest)
         self.metrics = RunMetrics(run)
         self.oplog = OpLog(checkpoint, run) if checkpoint else None
+        self.snapshot_every = snapshot_every
         self.replayed = 0
         if self.oplog is not None:  # a restart: Ray called __init__ again with the same arguments
+            snapshot = self.oplog.snapshot()
+            if snapshot is not None:
+                self._set_state(curator_snapshot.restore(snapshot, self.embedder, ray.put))
             for op in self.oplog.replay():
                 self._apply(op)
                 self.replayed += 1
         self._export()
 
     # -- the checkpoint ------------------------------------------------------
+    def _state(self) -> CuratorState:
+        return CuratorState(self.stores, self.logs, self.utility, self.dedup, self.last, self.collapsed, self.fixed_ids,
+                            self.results, self.stale)
+
+    def _set_state(self, state: CuratorState) -> None:
+        self.stores, self.logs, self.utility, self.dedup, self.last = state.stores, state.logs, state.utility, state.dedup, state.last
+        self.collapsed, self.fixed_ids, self.results, self.stale = state.collapsed, state.fixed_ids, state.results, state.stale
+
     def _apply(self, op: Op) -> Any:
         """Apply one accepted call (live, after it is checked; or replayed from the checkpoint)."""
         a = op.args
@@ -112,6 +134,8 @@ class Curator:
         out = self._apply(op)
         if self.oplog is not None:
             self.oplog.append(op)
+            if curator_snapshot.snapshot_due(self.oplog.next - self.oplog.base, sum(map(len, self.stores)), self.snapshot_every):
+                self.oplog.write_snapshot(curator_snapshot.parts(self._state()))
         self._export()
         return out
 
@@ -121,8 +145,9 @@ class Curator:
             self.metrics.example_set(trial, log.version, len(store), store.retrievable)
 
     def checkpoint_info(self) -> dict[str, Any]:
-        """Where the checkpoint is, how many calls it holds, and how many this incarnation replayed at start."""
-        return {"uri": self.oplog.uri if self.oplog else None, "ops": self.oplog.next if self.oplog else 0, "replayed": self.replayed}
+        """Where the checkpoint is, how many calls it covers, how many its snapshot holds, and how many this incarnation replayed at start."""
+        return {"uri": self.oplog.uri if self.oplog else None, "ops": self.oplog.next if self.oplog else 0,
+                "snapshot": self.oplog.base if self.oplog else 0, "replayed": self.replayed}
 
     def submit(self, trajectory: Trajectory, vectors: TrajectoryVectors | None = None, worker: str = "") -> int:
         """Add a finished training trajectory to its trial (same attempt key: replaces); returns the log version.
@@ -167,7 +192,7 @@ class Curator:
         dedup = self.dedup[t.trial]
         if t.success and dedup is not None and store.is_retrievable(t.attempt_key):
             vectors = store.vectors(t.attempt_key)
-            decision = dedup.add(t, vectors.key + vectors.plan)
+            decision = dedup.add(t, vectors.key.astype(np.float32) + vectors.plan)  # float32 sum: the store may hold float16
             if decision.duplicate:  # kept as data and counted onto its representative; not retrievable
                 store.evict([t.id])
                 self.collapsed[t.trial][t.id] = decision.kept_id

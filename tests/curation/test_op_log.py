@@ -72,3 +72,53 @@ def test_a_truncated_file_is_refused_with_its_path(tmp_path):
     with pytest.raises(CurationError, match=f"{path.name} is damaged"):
         list(log.replay())
     assert path.stat().st_size > 0  # still there, as it was
+
+
+# ---------------------------------------------------------------- snapshots
+
+
+def test_a_snapshot_drops_the_calls_it_covers_and_a_restart_replays_only_the_tail(tmp_path):
+    log = OpLog(str(tmp_path), run="r")
+    for i in range(3):
+        log.append(Op("submit", {"worker": f"w{i}"}, (trajectory(i),), (vectors(i),)))
+    log.write_snapshot([Op("state", {"calls": 3}, arrays={"units": np.eye(2)})])
+    log.append(Op("copy_store", {"source": 0, "target": 1}))
+    assert sorted(p.name for p in tmp_path.glob("*.arrow")) == ["000000003.arrow"]
+    again = OpLog(str(tmp_path), run="r")  # a restart
+    (part,) = again.snapshot()
+    assert part.args == {"calls": 3} and np.array_equal(part.arrays["units"], np.eye(2))
+    assert [o.name for o in again.replay()] == ["copy_store"] and (again.base, again.next) == (3, 4)
+    again.write_snapshot([Op("state", {"calls": 4})])
+    assert sorted(p.name for p in (tmp_path / "snapshots").iterdir()) == ["000000004", "000000004.json"]  # the older one is gone
+    again.clear()
+    assert OpLog(str(tmp_path), run="r").snapshot() is None
+
+
+def test_calls_left_from_a_crash_before_their_deletion_are_not_replayed(tmp_path):
+    log = OpLog(str(tmp_path), run="r")
+    log.append(Op("take_collapsed", {}))
+    kept = (tmp_path / "000000000.arrow").read_bytes()
+    log.write_snapshot([Op("state", {})])
+    (tmp_path / "000000000.arrow").write_bytes(kept)  # as if the curator died between the manifest and the deletion
+    again = OpLog(str(tmp_path), run="r")
+    assert list(again.replay()) == [] and again.next == 1
+
+
+@pytest.mark.parametrize("damage", ["manifest", "part", "arrays", "other run"])
+def test_a_damaged_or_foreign_snapshot_is_refused_with_its_path(tmp_path, damage):
+    log = OpLog(str(tmp_path), run="r")
+    log.append(Op("take_collapsed", {}))
+    log.write_snapshot([Op("state", {}, arrays={"units": np.eye(3)})])
+    manifest, folder = tmp_path / "snapshots" / "000000001.json", tmp_path / "snapshots" / "000000001"
+    if damage == "manifest":
+        manifest.write_text("{not json")
+        where = "000000001.json is damaged"
+    elif damage in ("part", "arrays"):
+        part = folder / ("00000.arrow" if damage == "part" else "00000.arrays.arrow")
+        part.write_bytes(part.read_bytes()[: part.stat().st_size // 2])
+        where = f"000000001/{part.name} is damaged"
+    else:
+        manifest.write_text(manifest.read_text().replace('"run": "r"', '"run": "another"'))
+        where = "000000001.json belongs to run 'another'"
+    with pytest.raises(CurationError, match=where):
+        OpLog(str(tmp_path), run="r").snapshot()
