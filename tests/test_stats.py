@@ -4,6 +4,7 @@ import math
 
 import pytest
 
+from tests.benchmark_modules import load_benchmark
 from compound.stats import mean_interval, paired_difference, pairs_to_exclude_zero, welch_interval
 
 
@@ -53,15 +54,8 @@ def test_pairs_needed():
 def test_heldout_size_pairs_a_run_s_outcomes_and_sizes_by_them():
     """benchmarks/heldout_size.py's pure part, by its worked example (4 pairs, effect +0.5, 8 pairs needed)."""
     import doctest
-    import importlib.util
-    import sys
-    from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "heldout_size.py"
-    spec = importlib.util.spec_from_file_location("heldout_size", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
+    module = load_benchmark("heldout_size")
     result = doctest.testmod(module)
     assert result.attempted > 0 and result.failed == 0
     m = module.measure({"r": {"eval/none": {"a": 0, "b": 1, "c": 0, "d": 1}, "eval/store": {"a": 1, "b": 1, "c": 1, "d": 1}}})

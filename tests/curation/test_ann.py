@@ -8,7 +8,6 @@ threshold is lowered to 500 so the faiss path runs on a store of 2,000.
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from dataclasses import replace
@@ -16,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.benchmark_modules import load_benchmark
 
 from compound.curation.ann import IvfIndex, list_count
 from compound.curation.ranking import top_k
@@ -26,15 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 THRESHOLD = 500
 
 
-def _bench():
-    spec = importlib.util.spec_from_file_location("curator_benchmark", ROOT / "benchmarks" / "curator.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _bench()
+bench = load_benchmark("curator")
 
 
 def clustered_chunks(n: int, chunk: int, seed: int = 0, steps: int = 3):

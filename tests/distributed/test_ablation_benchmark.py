@@ -8,12 +8,11 @@ outcomes, and that a second invocation resumes (runs nothing new).
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
+
+from tests.benchmark_modules import load_benchmark
 
 from compound.config import dump_config
 from compound.rundir import held_out_outcomes
@@ -21,15 +20,10 @@ from tests.distributed.test_run import scripted_config
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def load_ablation():
-    spec = importlib.util.spec_from_file_location("ablation_benchmark", ROOT / "benchmarks" / "ablation.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("ablation")
 
 
 def test_ablation_runs_every_variant_and_seed_then_resumes(ray_session, tmp_path, capsys):

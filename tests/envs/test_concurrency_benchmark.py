@@ -8,28 +8,22 @@ numbers themselves are the benchmark's to report, not the test's.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
+from tests.benchmark_modules import load_benchmark
+
 pytest.importorskip("textworld_express")
 
-ROOT = Path(__file__).resolve().parents[2]
 
 
-def load_benchmark():
-    spec = importlib.util.spec_from_file_location("concurrency_benchmark", ROOT / "benchmarks" / "concurrency.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+def load_concurrency():
+    return load_benchmark("concurrency")
 
 
 def test_quick_run_writes_rows_for_both_arrangements(tmp_path, capsys):
-    benchmark = load_benchmark()
+    benchmark = load_concurrency()
     assert benchmark.main(["--quick", "--concurrency", "1", "3", "--out", str(tmp_path)]) == 0
     record = json.loads((tmp_path / "concurrency.json").read_text())
     rows = {(r["mode"], r["concurrency"]): r for r in record["rows"]}

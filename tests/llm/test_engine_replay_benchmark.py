@@ -9,24 +9,18 @@ benchmark itself reports.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
+from tests.benchmark_modules import load_benchmark
+
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def load_replay():
-    spec = importlib.util.spec_from_file_location("engine_replay_benchmark", ROOT / "benchmarks" / "engine_replay.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("engine_replay")
 
 
 def test_the_shipped_quickstart_traffic_regroups_into_its_episodes():
