@@ -78,11 +78,11 @@ class HFEngine:
     (0 turns prefix reuse off); ``prefix_cache_tokens``, when given, bounds
     them in tokens instead. For SmolLM2-135M in float32 one token costs
     46 KB, so the default 2 GB keeps ~45k tokens. It is sized by what agents
-    come back for: on the quickstart's 308 recorded requests (8 episodes in
-    flight) the engine prefilled 23,690 tokens with the old 16,384-token
-    budget and 17,709 with room for everything (the cache then peaks at
-    ~36k tokens): the system text and shared examples of episodes that
-    started minutes apart were evicted by the long transcripts in between.
+    come back for: of the quickstart's 308 recorded requests (8 episodes in
+    flight) 131 repeat a prompt sent earlier, often minutes apart (coin games
+    open alike), and the old 16,384-token budget had evicted most of them:
+    replayed, the engine prefilled 23,690 tokens with it and 17,709 with room
+    for everything (the cache then peaks at ~36k tokens).
     ``threads`` sets torch's CPU thread count (process-wide). On a CPU shared
     with other busy processes (environments, Ray workers) use ``threads=1``,
     or start the process with ``OMP_WAIT_POLICY=PASSIVE``: spinning OpenMP
