@@ -104,9 +104,8 @@ class Run:
         self.curator = Curator.options(num_cpus=0, name=f"{prefix}-curator", max_restarts=-1, **placement).remote(
             cfg.curation.trials, cfg.curation.embedder, dedup=cfg.curation.dedup,
             dedup_threshold=cfg.curation.dedup_threshold, code_envs=(cfg.env.id,) if self.code_actions else (),
-            fixed=cfg.curation.fixed_examples, checkpoint=checkpoint, run=prefix,
-            live_examples=cfg.curation.mode != "adaptive", float16_from=cfg.curation.ann_threshold,
-            snapshot_every=cfg.distributed.checkpoint_snapshot_every,
+            fixed=cfg.curation.fixed_examples, checkpoint=checkpoint, run=prefix, live_examples=cfg.curation.mode != "adaptive",
+            float16_from=cfg.curation.ann_threshold, snapshot_every=cfg.distributed.checkpoint_snapshot_every,
         )
         self.workers = [
             AgentWorker.options(
