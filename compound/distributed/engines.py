@@ -41,9 +41,11 @@ def cpu_threads(cfg: LLMConfig, node_cpus: Sequence[float]) -> int:
     """CPU threads (and Ray CPUs) for each hf or ct2 engine: ``llm.threads``, or the largest node's CPUs shared among the engines.
 
     An agent worker spends most of an episode waiting for the engine, so on
-    a small machine the engine should have every core: 2 threads replayed
-    the quickstart's traffic 1.29x faster than 1 on 2 quiet cores
-    (``benchmarks/engine_replay.py``). Never more than one node has, or the
+    a small machine the engine may use every core: 2 threads replayed the
+    quickstart's traffic 1.29x faster than 1 on 2 quiet cores
+    (``benchmarks/engine_replay.py``), though in a full quickstart run, where
+    the workers' embedder and environments take the second core, the cost
+    per prefilled token was the same. Never more than one node has, or the
     engine could not be placed.
 
     >>> cpu_threads(LLMConfig(), [2.0]), cpu_threads(LLMConfig(num_engines=2), [8.0, 4.0]), cpu_threads(LLMConfig(threads=3), [2.0])
