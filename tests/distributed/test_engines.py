@@ -99,3 +99,16 @@ async def test_requests_are_appended_to_the_recording_file_when_one_is_named(mon
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     assert [len(r["messages"]) for r in rows] == [1, 2]
     assert rows[1]["kwargs"] == {"max_tokens": 4, "seed": 4}
+
+
+def test_hf_engine_arguments_follow_the_config_and_are_all_hf_engine_parameters():
+    """A config field that never reaches the engine would silently do nothing (``llm.reuse_replies`` here)."""
+    import inspect
+
+    from compound.config import LLMConfig
+    from compound.llm.hf import HFEngine
+
+    kwargs = engines.engine_kwargs(LLMConfig(engine="hf", reuse_replies=False, prefix_cache_mb=64.0), threads=2)
+    assert kwargs["reuse_replies"] is False and kwargs["prefix_cache_mb"] == 64.0 and kwargs["threads"] == 2
+    assert engines.engine_kwargs(LLMConfig(engine="hf"))["reuse_replies"] is True
+    assert set(kwargs) <= set(inspect.signature(HFEngine).parameters)

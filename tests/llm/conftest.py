@@ -1,7 +1,9 @@
 """Shared fixtures for the llm tests: the real embedded model, loaded once per session.
 
 The exactness tests use float32 weights (``quantize="none"``, the default); the
-opt-in int8 engine has its own tests (see test_hf_engine.py for why).
+opt-in int8 engine has its own tests (see test_hf_engine.py for why). Their
+engines do not reuse greedy replies, so that a prompt another test already sent
+still runs through the model; reply reuse has its own tests (test_reply_reuse.py).
 
 The first run converts the embedded GGUF into the default compound cache
 (~20-30 s, once per machine); later loads take a fraction of a second.
@@ -38,7 +40,7 @@ def agent_conversation():
 def hf_engine():
     from compound.llm.hf import HFEngine
 
-    engine = HFEngine(max_batch=4, max_wait_ms=20, quantize="none")  # exact float32 (see test_hf_engine.py)
+    engine = HFEngine(max_batch=4, max_wait_ms=20, quantize="none", reuse_replies=False)  # exact float32 (see test_hf_engine.py)
     yield engine
     engine.close()
 
@@ -47,6 +49,6 @@ def hf_engine():
 def hf_engine_no_prefix_cache():
     from compound.llm.hf import HFEngine
 
-    engine = HFEngine(max_batch=4, prefix_cache_tokens=0, quantize="none")
+    engine = HFEngine(max_batch=4, prefix_cache_tokens=0, quantize="none", reuse_replies=False)
     yield engine
     engine.close()

@@ -126,7 +126,7 @@ def small_chunk_engine():
     """
     from compound.llm.hf import HFEngine
 
-    engine = HFEngine(max_batch=2, max_wait_ms=50, prefill_chunk=16, quantize="none")
+    engine = HFEngine(max_batch=2, max_wait_ms=50, prefill_chunk=16, quantize="none", reuse_replies=False)
     yield engine
     engine.close()
 
@@ -159,7 +159,7 @@ async def test_long_generations_with_rows_leaving_joining_and_relayout_match_gen
 def int8_engine():
     from compound.llm.hf import HFEngine
 
-    engine = HFEngine(max_batch=4, max_wait_ms=50, quantize="auto")  # auto: int8 for float32 on CPU
+    engine = HFEngine(max_batch=4, max_wait_ms=50, quantize="auto", reuse_replies=False)  # auto: int8 for float32 on CPU
     yield engine
     engine.close()
 
