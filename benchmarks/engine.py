@@ -33,10 +33,11 @@ writes ``benchmarks/results/engine_compare.json``.
 
     python benchmarks/engine.py --compare 586740c --threads 1
 
-On a CPU shared with other processes, pass ``--threads 1`` (or start with
-``OMP_WAIT_POLICY=PASSIVE``): spinning OpenMP threads that get descheduled
-make every small decode-step op wait, and decode-heavy runs slow down
-several-fold. The load average is recorded with the results.
+On a CPU shared with other busy processes, pass ``--threads 1``: a
+descheduled OpenMP thread makes every op of the others wait. Do not set
+``OMP_WAIT_POLICY=PASSIVE`` to compare engines: it makes every op pay a
+thread wake-up (``compound.llm.hf.HFEngine``). The load average and the
+policy are recorded with the results.
 """
 
 from __future__ import annotations

@@ -339,7 +339,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     for noisy in ("httpx", "urllib3", "filelock", "ray", "py4j", "scienceworld"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads; see distributed/runtime.py
     try:
         return args.func(args)
     except ConfigError as exc:

@@ -24,9 +24,11 @@ ACTOR_ENV_VARS = {
     "TOKENIZERS_PARALLELISM": "false",
     "TRANSFORMERS_VERBOSITY": "error",
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-    # OpenMP threads that spin-wait lose their core to the other actors on a small
-    # machine: decode steps went from 0.07 s to 0.3-3 s (benchmarks/engine.py).
-    "OMP_WAIT_POLICY": "PASSIVE",
+    # No OMP_WAIT_POLICY: OpenMP's default (spin briefly, then sleep; less spin when
+    # oversubscribed) suits the engine, whose threads meet at a barrier after every op.
+    # PASSIVE (sleep at once) made its threads pay a wake-up per op: the quickstart took
+    # 183.5 s with it and 116.2 s without, on the same 2 cores (benchmarks/ENGINE.md).
+    # A value set in the environment that starts Ray is inherited as usual.
 }
 
 
