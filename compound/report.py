@@ -48,7 +48,7 @@ def throughput(trajectories: Sequence[Trajectory], wall_time_s: float) -> dict[s
 
 
 def engine_line(engine: dict[str, float], wall_time_s: float) -> str:
-    """What the engines say they did: prompt tokens reused from their prefix cache and prefilled, and their busy time.
+    """What the engines say they did: prompt tokens reused from their prefix cache and prefilled, replies reused, and their busy time.
 
     Prompt tokens are the cost of an agent on a local engine; this line says
     how many the engine actually ran and where its time went, which the
@@ -57,6 +57,9 @@ def engine_line(engine: dict[str, float], wall_time_s: float) -> str:
     >>> engine_line({"prompt_tokens": 1000, "cached_prompt_tokens": 900, "prefilled_tokens": 100,
     ...              "prefill_s": 12.0, "decode_s": 3.0, "decode_steps": 30}, 20.0)
     'Engine: 900 of 1000 prompt tokens (90.0%) came from its prefix cache and 100 were prefilled; it spent 12.0 s prefilling and 3.0 s on 30 decode steps, 75.0% of the 20.0 s wall time.'
+    >>> engine_line({"prompt_tokens": 1000, "cached_prompt_tokens": 900, "prefilled_tokens": 100, "requests": 8,
+    ...              "reused_replies": 3}, 20.0)
+    'Engine: 900 of 1000 prompt tokens (90.0%) came from its prefix cache and 100 were prefilled; 3 of 8 requests got the reply of an equal greedy request, not decoded again (their prompt tokens count as from the cache).'
     """
     prompt = engine.get("prompt_tokens", 0)
     if not prompt or "prefilled_tokens" not in engine:
@@ -66,6 +69,11 @@ def engine_line(engine: dict[str, float], wall_time_s: float) -> str:
         f"({_pct(engine.get('cached_prompt_tokens', 0) / prompt)}) came from its prefix cache and "
         f"{engine['prefilled_tokens']:.0f} were prefilled"
     )
+    if engine.get("reused_replies"):
+        line += (
+            f"; {engine['reused_replies']:.0f} of {engine.get('requests', 0):.0f} requests got the reply of an equal "
+            "greedy request, not decoded again (their prompt tokens count as from the cache)"
+        )
     if "prefill_s" in engine and "decode_s" in engine:
         busy = engine["prefill_s"] + engine["decode_s"]
         line += (
