@@ -62,7 +62,7 @@ def engine_kwargs(cfg: LLMConfig, threads: int | None = None) -> dict[str, Any]:
         return {
             "model": cfg.model, "max_batch": cfg.max_batch, "max_wait_ms": cfg.max_wait_ms,
             "prefix_cache_mb": cfg.prefix_cache_mb, "quantize": cfg.quantize, "threads": threads,
-            "reuse_replies": cfg.reuse_replies,
+            "reuse_replies": cfg.reuse_replies, "dtype": cfg.dtype,
         }
     if cfg.engine == "ct2":
         return {"model": cfg.model, "quantize": cfg.quantize, "threads": threads or 1}

@@ -51,12 +51,15 @@ def resolve_device(device: str) -> str:
 
 
 def resolve_dtype(dtype: str | torch.dtype, device: str) -> torch.dtype:
-    """``auto`` -> bfloat16 on GPU, float32 on CPU (bf16 matmuls are slow without AVX-512 BF16)."""
+    """``auto`` -> bfloat16 on GPU, float32 on CPU (bf16 matmuls are slow without AVX-512 BF16 or AMX).
+
+    ``float`` and ``half`` are accepted as vLLM's names for float32 and float16.
+    """
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype == "auto":
         return torch.bfloat16 if device.startswith("cuda") else torch.float32
-    names = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+    names = {"float32": torch.float32, "float": torch.float32, "float16": torch.float16, "half": torch.float16, "bfloat16": torch.bfloat16}
     if dtype not in names:
         raise LLMError(f"dtype {dtype!r} is not one of {['auto', *names]}")
     return names[dtype]

@@ -108,7 +108,8 @@ def test_hf_engine_arguments_follow_the_config_and_are_all_hf_engine_parameters(
     from compound.config import LLMConfig
     from compound.llm.hf import HFEngine
 
-    kwargs = engines.engine_kwargs(LLMConfig(engine="hf", reuse_replies=False, prefix_cache_mb=64.0), threads=2)
+    kwargs = engines.engine_kwargs(LLMConfig(engine="hf", reuse_replies=False, prefix_cache_mb=64.0, dtype="bfloat16"), threads=2)
     assert kwargs["reuse_replies"] is False and kwargs["prefix_cache_mb"] == 64.0 and kwargs["threads"] == 2
+    assert kwargs["dtype"] == "bfloat16"
     assert engines.engine_kwargs(LLMConfig(engine="hf"))["reuse_replies"] is True
     assert set(kwargs) <= set(inspect.signature(HFEngine).parameters)

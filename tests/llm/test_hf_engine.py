@@ -197,6 +197,25 @@ def test_prefix_cache_is_bounded_by_memory_and_zero_turns_it_off(hf_engine, hf_e
     assert not hf_engine_no_prefix_cache._runner.prefix_cache.enabled
 
 
+async def test_bfloat16_engine_alone_matches_generate_and_keeps_twice_the_tokens(agent_conversation):
+    """``llm.dtype: bfloat16`` (opt-in): the same code paths on bfloat16 weights and KV states."""
+    from compound.llm.hf import HFEngine, resolve_dtype
+
+    assert resolve_dtype("float", "cpu") == torch.float32 and resolve_dtype("half", "cpu") == torch.float16
+    engine = HFEngine(max_batch=2, dtype="bfloat16", prefix_cache_mb=64, reuse_replies=False)
+    try:
+        assert engine.model.dtype == torch.bfloat16
+        assert engine._runner.prefix_cache.capacity_tokens == 64 * 2**20 // (30 * 2 * 3 * 64 * 2)
+        messages = agent_conversation(22, 1)
+        alone = await engine.generate(messages, max_tokens=MAX_TOKENS)
+        assert alone.text == reference_greedy(engine, messages)
+        again = await engine.generate(messages + [{"role": "assistant", "content": alone.text},
+                                                  {"role": "user", "content": "Observation: a cellar."}], max_tokens=MAX_TOKENS)
+        assert again.cached_prompt_tokens >= alone.prompt_tokens
+    finally:
+        await engine.aclose()
+
+
 def test_a_negative_prefix_cache_budget_is_refused():
     from compound.llm.hf import HFEngine
 
