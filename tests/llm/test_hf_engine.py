@@ -16,19 +16,14 @@ import pytest
 import torch
 
 from compound.llm.base import BadRequest, LLMClient, LLMError
+from tests.llm.greedy_reference import reference_greedy as _reference_greedy
 
 pytestmark = pytest.mark.slow
 MAX_TOKENS = 10
 
 
 def reference_greedy(engine, messages, max_tokens=MAX_TOKENS):
-    """transformers' generate, full prompt, batch of one: the ground truth."""
-    tok, model = engine.tokenizer, engine.model
-    text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    ids = tok(text, return_tensors="pt", add_special_tokens=False)
-    with torch.inference_mode():
-        out = model.generate(**ids, max_new_tokens=max_tokens, do_sample=False)
-    return tok.decode(out[0, ids.input_ids.shape[1] :], skip_special_tokens=True)
+    return _reference_greedy(engine, messages, max_tokens)
 
 
 def test_engine_implements_the_protocol(hf_engine):
