@@ -67,7 +67,7 @@ class LLMConfig(_Section):
     )
     max_batch: int = Field(8, ge=1, le=1024, description="hf engine: most requests decoded together.")
     max_wait_ms: float = Field(15.0, ge=0.0, le=10000.0, description="hf engine: how long to wait to fill a batch.")
-    threads: int | None = Field(None, ge=1, le=1024, description="hf and ct2 engines on CPU: threads (and Ray CPUs) per engine; null = the CPUs of the largest node shared among the engines (2 threads replayed the quickstart's traffic 1.29x faster than 1 on 2 quiet cores; in a full quickstart run, where the agent workers use the second core, no faster per token).")
+    threads: int | None = Field(None, ge=1, le=1024, description="hf and ct2 engines on CPU: threads (and Ray CPUs) per engine; null = the CPUs of the largest node shared among the engines (2 threads replayed the quickstart's traffic 1.29x faster than 1 on 2 quiet cores; a full quickstart run, where the agent workers also use the cores, took as long with 1).")
     reuse_replies: bool = Field(True, description="hf engine: a greedy request equal to an earlier or in-flight one (prompt, max_tokens, stop) gets that reply without decoding again (131 of the quickstart's 308 requests repeat one); off measures the model's own decode speed.")
     prefix_cache_mb: float = Field(2048.0, ge=0.0, description="hf engine: memory for the KV states of earlier prompts kept for reuse, so a shared prefix is prefilled once (0 = off; SmolLM2-135M in float32: 46 KB per token).")
     quantize: Literal["auto", "int8", "none"] = Field(

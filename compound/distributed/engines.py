@@ -43,10 +43,12 @@ def cpu_threads(cfg: LLMConfig, node_cpus: Sequence[float]) -> int:
     An agent worker spends most of an episode waiting for the engine, so on
     a small machine the engine may use every core: 2 threads replayed the
     quickstart's traffic 1.29x faster than 1 on 2 quiet cores
-    (``benchmarks/engine_replay.py``), though in a full quickstart run, where
-    the workers' embedder and environments take the second core, the cost
-    per prefilled token was the same. Never more than one node has, or the
-    engine could not be placed.
+    (``benchmarks/engine_replay.py``). In a full quickstart run, where the
+    workers' embedder and environments also use the cores, 2 threads
+    prefilled 10-15% faster per token than 1 and decoded no faster (decode
+    is bound by memory traffic), and the runs took as long (139.0 / 140.5 s
+    against 138.5 s). Never more than one node has, or the engine could not
+    be placed.
 
     >>> cpu_threads(LLMConfig(), [2.0]), cpu_threads(LLMConfig(num_engines=2), [8.0, 4.0]), cpu_threads(LLMConfig(threads=3), [2.0])
     (2, 4, 2)
