@@ -20,7 +20,7 @@ Each variant is a set of ``HFEngine`` keyword arguments, run one after
 another in this process, ``--rounds`` times alternating, so noise on a
 shared machine shows as the spread between rounds:
 
-    python benchmarks/engine_replay.py                     # the prefix-cache budget before/after (~6 min)
+    python benchmarks/engine_replay.py                     # reply reuse off / on (~4 min on 2 cores)
     python benchmarks/engine_replay.py --variant old:prefix_cache_tokens=16384 --variant int8:quantize=int8
     python benchmarks/engine_replay.py --limit 4 --rounds 1   # a smoke run
 
@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from compound.llm.hf import HFEngine  # noqa: E402
 
 DEFAULT_REQUESTS = Path(__file__).parent / "data" / "quickstart_requests.jsonl.gz"
-DEFAULT_VARIANTS = ["before:prefix_cache_tokens=16384", "after:"]
+DEFAULT_VARIANTS = ["no-reuse:reuse_replies=false", "defaults:"]
 
 
 def load_requests(path: Path) -> list[dict[str, Any]]:
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             runs.append({"variant": name, "kwargs": kwargs, "round": round_ + 1, **replay(chains, kwargs, args.concurrency, args.threads)})
 
     reference = runs[0]["replies"]
-    header = f"{'variant':<12} {'round':>5} {'wall s':>7} {'prefilled':>9} {'prefill s':>9} {'ms/tok':>7} {'decode s':>8} {'steps':>6} {'ms/step':>8} {'same replies':>12}"
+    header = f"{'variant':<12} {'round':>5} {'wall s':>7} {'prefilled':>9} {'prefill s':>9} {'ms/tok':>7} {'decode s':>8} {'steps':>6} {'ms/step':>8} {'reused':>6} {'same replies':>12}"
     print("\n" + header + "\n" + "-" * len(header))
     for run in runs:
         pairs = [(x, y) for a, b in zip(reference, run["replies"]) for x, y in zip(a, b)]
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(
             f"{run['variant']:<12} {run['round']:>5} {run['wall_s']:>7.1f} {run['prefilled_tokens']:>9} {run['prefill_s']:>9.1f} "
             f"{run['ms_per_prefilled_token']:>7.2f} {run['decode_s']:>8.1f} {run['decode_steps']:>6} "
-            f"{run['ms_per_decode_step']:>8.1f} {run['replies_equal_to_first']:>12}"
+            f"{run['ms_per_decode_step']:>8.1f} {run.get('reused_replies', 0):>6} {run['replies_equal_to_first']:>12}"
         )
     record = {
         "benchmark": "engine_replay",
