@@ -26,8 +26,8 @@ ACTOR_ENV_VARS = {
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",
     # No OMP_WAIT_POLICY: OpenMP's default (spin briefly, then sleep; less spin when
     # oversubscribed) suits the engine, whose threads meet at a barrier after every op.
-    # PASSIVE (sleep at once) made its threads pay a wake-up per op: the quickstart took
-    # 183.5 s with it and 116.2 s without, on the same 2 cores (benchmarks/ENGINE.md).
+    # PASSIVE (sleep at once) made its threads pay a wake-up per op: replayed on 2 cores,
+    # 3.95-4.49 ms per prefilled token with it, 3.33-3.66 without (benchmarks/ENGINE.md).
     # A value set in the environment that starts Ray is inherited as usual.
 }
 
