@@ -90,10 +90,11 @@ class HFEngine:
     for everything (the cache then peaks at ~36k tokens).
     ``threads`` sets torch's CPU thread count (process-wide). Leave
     ``OMP_WAIT_POLICY`` unset: with ``PASSIVE`` every op's threads sleep at
-    its end and are woken for the next, and the quickstart's engine spent
-    4.5 ms per prefilled token and 144 ms per decode step against 3.4 ms and
-    107 ms with OpenMP's default (which spins briefly, then sleeps, and spins
-    less when there are more threads than cores). On a CPU that other busy
+    its end and are woken for the next, and the quickstart's replayed
+    traffic cost 3.95-4.49 ms per prefilled token and 151-178 ms per decode
+    step against 3.33-3.66 ms and 124-142 ms with OpenMP's default (which
+    spins briefly, then sleeps, and spins less when there are more threads
+    than cores). On a CPU that other busy
     processes share, ``threads=1`` avoids waiting on a descheduled thread.
 
     ``reuse_replies``: a greedy request whose prompt, ``max_tokens`` and

@@ -134,10 +134,16 @@ class BatchRunner:
         key = None
         if self.reply_cache.enabled and request.temperature == 0:
             key = reply_key(prompt, request.max_tokens, request.stop)
-            reused = self._reuse(request, prompt, key)
-            if reused is not False:
+            leader, reply = self._in_flight.get(key), self.reply_cache.get(key)
+            if leader is not None or reply is not None:
+                self._count_reused(prompt)
                 self.stats.prefill_s += time.perf_counter() - t0
-                return reused
+                if leader is not None:  # answered when the leader finishes
+                    leader.followers.append(request)
+                    return None
+                seq = Generation(request, prompt, len(prompt), make_generator(request.seed, self.device), reply_key=key)
+                seq.generated, seq.text, seq.finish_reason = list(reply.tokens), reply.text, reply.finish_reason
+                return seq
         cached, prefix = self.prefix_cache.match(prompt, max_length=len(prompt) - 1)
         cache = to_cache(prefix, spare=len(prompt) - cached)
         ids = torch.tensor(prompt, dtype=torch.long, device=self.device)
@@ -166,23 +172,12 @@ class BatchRunner:
             self._in_flight[key] = seq
         return None
 
-    def _reuse(self, request: Request, prompt: list[int], key: bytes) -> Generation | None | bool:
-        """Answer ``request`` from an earlier equal one: a finished Generation (from the reply cache), None
-        (it now follows an equal request in flight) or False (nothing to reuse: generate it)."""
-        reply = self.reply_cache.get(key)
-        leader = self._in_flight.get(key) if reply is None else None
-        if reply is None and leader is None:
-            return False
+    def _count_reused(self, prompt: list[int]) -> None:
+        """A request answered with an equal one's reply: its prompt counts as cached, nothing as generated."""
         self.stats.requests += 1
         self.stats.reused_replies += 1
         self.stats.prompt_tokens += len(prompt)
         self.stats.cached_prompt_tokens += len(prompt)
-        if leader is not None:
-            leader.followers.append(request)
-            return None
-        seq = Generation(request, prompt, len(prompt), make_generator(request.seed, self.device), reply_key=key)
-        seq.generated, seq.text, seq.finish_reason = list(reply.tokens), reply.text, reply.finish_reason
-        return seq
 
     def _finished(self, seq: Generation) -> Generation:
         """Keep a finished greedy generation's reply for equal requests to come."""
