@@ -55,8 +55,8 @@ def engine_line(engine: dict[str, float], wall_time_s: float) -> str:
     agents' token counts cannot tell. Empty for engines that count nothing.
 
     >>> engine_line({"prompt_tokens": 1000, "cached_prompt_tokens": 900, "prefilled_tokens": 100,
-    ...              "prefill_s": 12.0, "decode_s": 3.0, "decode_steps": 30}, 20.0)
-    'Engine: 900 of 1000 prompt tokens (90.0%) came from its prefix cache and 100 were prefilled; it spent 12.0 s prefilling and 3.0 s on 30 decode steps, 75.0% of the 20.0 s wall time.'
+    ...              "prefill_s": 12.0, "decode_s": 3.0, "passes": 40, "mixed_passes": 10}, 20.0)
+    'Engine: 900 of 1000 prompt tokens (90.0%) came from its prefix cache and 100 were prefilled; it ran 40 forward passes (10 prefilled and decoded at once), 12.0 s in passes with prompt tokens and 3.0 s in decode-only passes, 75.0% of the 20.0 s wall time.'
     >>> engine_line({"prompt_tokens": 1000, "cached_prompt_tokens": 900, "prefilled_tokens": 100, "requests": 8,
     ...              "reused_replies": 3}, 20.0)
     'Engine: 900 of 1000 prompt tokens (90.0%) came from its prefix cache and 100 were prefilled; 3 of 8 requests got the reply of an equal greedy request, not decoded again (their prompt tokens count as from the cache).'
@@ -77,8 +77,9 @@ def engine_line(engine: dict[str, float], wall_time_s: float) -> str:
     if "prefill_s" in engine and "decode_s" in engine:
         busy = engine["prefill_s"] + engine["decode_s"]
         line += (
-            f"; it spent {engine['prefill_s']:.1f} s prefilling and {engine['decode_s']:.1f} s on "
-            f"{engine.get('decode_steps', 0):.0f} decode steps, {_pct(busy / max(wall_time_s, 1e-9))} of the {wall_time_s:.1f} s wall time"
+            f"; it ran {engine.get('passes', 0):.0f} forward passes ({engine.get('mixed_passes', 0):.0f} prefilled and decoded "
+            f"at once), {engine['prefill_s']:.1f} s in passes with prompt tokens and {engine['decode_s']:.1f} s in "
+            f"decode-only passes, {_pct(busy / max(wall_time_s, 1e-9))} of the {wall_time_s:.1f} s wall time"
         )
     return line + "."
 

@@ -2,13 +2,18 @@
 
 Rows live in one preallocated buffer per layer, ``[max_rows, kv_heads,
 capacity, head_dim]``, right-aligned: every row's newest token sits in
-column ``end - 1`` and shorter rows are left-padded with zeros that the
-attention mask hides. Each row gets its own position ids, so a row's
-numbers are those of decoding it alone (up to float rounding).
+column ``end - 1`` and shorter rows are left-padded; the attention mask
+hides the padding. Padding is never cleared: it holds zeros from allocation
+or the states of a row that left, finite numbers either way, and a masked
+column gets an attention weight of exactly 0, so what it holds cannot
+change a result (NaN could, which is why buffers start as zeros, not empty).
+Each row gets its own position ids, so a row's numbers are those of
+decoding it alone (up to float rounding).
 
 Why not transformers' own cache: ``DynamicCache`` copies the whole cache on
 every generated token (a ``torch.cat`` per layer) and knows nothing of rows
-joining or leaving. Here a token is written in place; a row joins by copying
+joining or leaving. Here a token is written in place (``packed.DecodeRows``
+writes each pass's new keys and values at column ``end``); a row joins by copying
 only itself into a free slot; a finished row leaves by moving the last row
 into its slot; all-padding columns on the left are dropped by moving a start
 pointer. Whole-buffer copies happen only when the buffer must grow.
@@ -20,40 +25,13 @@ The batch is a container; the engine decides who joins and when.
 
 from __future__ import annotations
 
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 import torch
-from transformers.cache_utils import DynamicCache, DynamicLayer
 
 from compound.llm.kv import KV, kv_tokens
 
 T = TypeVar("T")
-
-
-class _SlotLayer(DynamicLayer):
-    """One layer of the batch as transformers sees it; writes go to the shared buffer."""
-
-    def __init__(self, batch: "DecodeBatch[Any]", index: int) -> None:
-        super().__init__()
-        self._batch, self._index = batch, index
-        self.is_initialized = True
-        self.device = batch.device
-
-    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
-        return None
-
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any):
-        b = self._batch
-        rows, s = key_states.shape[0], key_states.shape[2]
-        kbuf, vbuf = b.keys[self._index], b.values[self._index]
-        kbuf[:rows, :, b.end : b.end + s] = key_states
-        vbuf[:rows, :, b.end : b.end + s] = value_states
-        self.keys = kbuf[:rows, :, b.start : b.end + s]
-        self.values = vbuf[:rows, :, b.start : b.end + s]
-        return self.keys, self.values
-
-    def get_seq_length(self) -> int:
-        return self._batch.end - self._batch.start
 
 
 class DecodeBatch(Generic[T]):
@@ -77,7 +55,6 @@ class DecodeBatch(Generic[T]):
         self.values: list[torch.Tensor] = []
         self.start = self.end = 0
         self.device = torch.device("cpu")
-        self._cache: DynamicCache | None = None
 
     def __len__(self) -> int:
         return len(self.items)
@@ -99,17 +76,10 @@ class DecodeBatch(Generic[T]):
             self._allocate(kv, n)
         elif n > self.end or self.end >= self.capacity:
             self._relayout(max(self.width, n))
-        if n > self.width:  # widen to the left; stale columns there must become padding
-            new_start = self.end - n
-            rows = len(self.items)
-            for kbuf, vbuf in zip(self.keys, self.values):
-                kbuf[:rows, :, new_start : self.start].zero_()
-                vbuf[:rows, :, new_start : self.start].zero_()
-            self.start = new_start
+        if n > self.width:  # widen to the left: the columns there are padding for the rows already in
+            self.start = self.end - n
         slot = len(self.items)
         for (k, v), kbuf, vbuf in zip(kv, self.keys, self.values):
-            kbuf[slot, :, self.start : self.end - n].zero_()
-            vbuf[slot, :, self.start : self.end - n].zero_()
             kbuf[slot, :, self.end - n : self.end] = k[0]
             vbuf[slot, :, self.end - n : self.end] = v[0]
         self.items.append(item)
@@ -127,7 +97,7 @@ class DecodeBatch(Generic[T]):
         self.items.pop()
         self.lengths.pop()
         if not self.items:
-            self.keys, self.values, self._cache = [], [], None
+            self.keys, self.values = [], []
             self.start = self.end = 0
         else:
             self.start = self.end - max(self.lengths)  # drop columns that are padding in every row
@@ -155,32 +125,21 @@ class DecodeBatch(Generic[T]):
         self.end += 1
         self.lengths = [n + 1 for n in self.lengths]
 
-    @property
-    def cache(self) -> DynamicCache:
-        if self._cache is None:
-            cache = DynamicCache()
-            cache.layers = [_SlotLayer(self, i) for i in range(len(self.keys))]
-            cache.layer_class_to_replicate = None
-            self._cache = cache
-        return self._cache
-
     def _allocate(self, kv: KV, width: int) -> None:
         self.device = kv[0][0].device
         capacity = width + max(self.min_growth, width // 2)
-        self.keys = [k.new_empty(self.max_rows, k.shape[1], capacity, k.shape[3]) for k, _ in kv]
-        self.values = [v.new_empty(self.max_rows, v.shape[1], capacity, v.shape[3]) for _, v in kv]
+        self.keys = [k.new_zeros(self.max_rows, k.shape[1], capacity, k.shape[3]) for k, _ in kv]
+        self.values = [v.new_zeros(self.max_rows, v.shape[1], capacity, v.shape[3]) for _, v in kv]
         self.start, self.end = 0, width
-        self._cache = None
 
     def _relayout(self, width: int) -> None:
         """Copy live rows into a fresh buffer ``width`` wide with room to grow on the right."""
         old_keys, old_values, old_start, old_end = self.keys, self.values, self.start, self.end
         rows, old_width = len(self.items), self.width
         capacity = width + max(self.min_growth, width // 2)
-        self.keys = [k.new_empty(self.max_rows, k.shape[1], capacity, k.shape[3]) for k in old_keys]
-        self.values = [v.new_empty(self.max_rows, v.shape[1], capacity, v.shape[3]) for v in old_values]
+        self.keys = [k.new_zeros(self.max_rows, k.shape[1], capacity, k.shape[3]) for k in old_keys]
+        self.values = [v.new_zeros(self.max_rows, v.shape[1], capacity, v.shape[3]) for v in old_values]
         self.end = width
         self.start = width - old_width
         for new, old in zip(self.keys + self.values, old_keys + old_values):
             new[:rows, :, self.start : self.end] = old[:rows, :, old_start:old_end]
-        self._cache = None

@@ -4,7 +4,8 @@ Agents simply ``await engine.generate(...)``. Requests go into a queue; one
 worker thread owns the model (so the event loop stays free and torch never
 runs two forwards at once) and runs continuous batching: when idle it waits
 up to ``max_wait_ms`` to gather a first batch, and while it decodes, newly
-arrived requests are prefilled and join the batch at the next step (up to
+arrived requests are prefilled in the same forward passes that decode the
+running rows (``compound.llm.packed``), then decode with them (up to
 ``max_batch`` rows). Finished rows leave at once and their callers resume.
 
 Prompt tokens are the cost of an agent (it re-sends system prompt, examples
@@ -204,13 +205,13 @@ class HFEngine:
     def _serve(self) -> None:
         with torch.inference_mode():  # grad mode is per thread: set it here
             while not self._stopping.is_set():
-                incoming = self._collect(wait=len(self._runner.batch) == 0)
+                incoming = self._collect(wait=self._runner.rows == 0)
                 if incoming is None:
                     break
                 for request in incoming:
                     self._admit(request)
                 self._runner.drop(lambda r: not r.handle[1].done())
-                if len(self._runner.batch):
+                if self._runner.rows:
                     self._step()
         closed = LLMError("the HFEngine was closed while this request was pending")
         for seq in self._runner.reset():
@@ -253,9 +254,10 @@ class HFEngine:
         """New requests that fit in the batch; None on shutdown.
 
         Idle: block for the first, then gather more for up to ``max_wait_ms``.
-        Busy: take only what is already queued, so running rows keep decoding.
+        Busy: take only what is already queued, so running rows keep decoding
+        (what is taken is prefilled in the same passes as their decoding).
         """
-        free = self.max_batch - len(self._runner.batch)
+        free = self.max_batch - self._runner.rows
         taken: list[Request] = []
         deadline = None
         while len(taken) < free:

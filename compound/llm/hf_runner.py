@@ -1,20 +1,27 @@
-"""The model side of the hf engine: prefill with prefix reuse, then batched decode.
+"""The model side of the hf engine: prefix reuse, and packed passes that prefill and decode together.
 
 Synchronous and single-threaded on purpose: the engine runs it in one worker
-thread and feeds it requests. ``admit`` tokenises a request, reuses the
-longest cached prefix, prefills only the rest, samples the first token and
-puts the sequence into the decode batch; ``step`` advances every sequence in
-the batch by one token. Both return the sequences that finished.
+thread and feeds it requests. ``admit`` tokenises a request and queues it;
+``step`` runs one forward pass that gives every decoding row its next token
+and prefills queued prompts (up to ``prefill_chunk`` prompt tokens per pass,
+longer prompts continue in the next pass). A prompt's prefill starts after
+the longest prefix the cache holds at that moment (it waits a pass when a
+prompt in progress shares more of it, see ``_waits_for``). A prompt whose
+last chunk went through samples its first token in that pass and joins the
+decode rows.
+
+Why one pass for everything (``compound.llm.packed``): on a CPU each pass
+streams all the weights once, whatever it carries (~100 ms for a decode
+pass of SmolLM2-135M in float32), so prompts prefilled one at a time, with
+decode steps between them, paid that again and again. Replayed, the
+quickstart's traffic took 213-217 passes instead of 338 (177 one-prompt
+prefills and ~161 decode steps); see ``benchmarks/ENGINE.md`` for what that
+did to its wall time.
 
 A greedy request whose prompt, token budget and stop strings equal those of
 an earlier one is answered from the reply cache (``reply_cache``), and one
-equal to a request still generating waits for that request's reply (it
-"follows" it) instead of decoding the same tokens again.
-
-Prefill runs one request at a time: on CPU a few hundred prompt tokens
-already keep the matrix units busy, and per-request prefill lets each row
-start from its own cached prefix. Decode is where batching pays (one pass
-over the weights serves every row).
+equal to a request still being prefilled or generated waits for that
+request's reply (it "follows" it) instead of computing the same tokens again.
 """
 
 from __future__ import annotations
@@ -23,14 +30,20 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+import numpy as np
 import torch
+from transformers.cache_utils import DynamicCache
 
 from compound.llm.base import BadRequest, Completion, Message
 from compound.llm.decode_batch import DecodeBatch
+from compound.llm.int8 import calibration_ids
 from compound.llm.kv import cache_kwarg_name, from_cache, to_cache
-from compound.llm.prefix_cache import PrefixCache
+from compound.llm.packed import PACKED_ATTENTION, Segment, decode_rows, enable_packing, forward_packed, prompt_chunk
+from compound.llm.prefix_cache import PrefixCache, common_prefix_length
 from compound.llm.reply_cache import Reply, ReplyCache, reply_key
 from compound.llm.sampling import find_stop, make_generator, pick_tokens
+
+SHARED_WAIT_TOKENS = 16  # see BatchRunner._waits_for
 
 
 @dataclass
@@ -46,7 +59,7 @@ class Request:
     handle: Any = None  # the engine's way to deliver the result (future + loop)
 
 
-@dataclass
+@dataclass(eq=False)  # rows are compared by identity
 class Generation:
     """A request in flight: its tokens, its sampler and what it has produced."""
 
@@ -59,6 +72,8 @@ class Generation:
     finish_reason: str | None = None
     reply_key: bytes | None = None  # set for greedy requests: where its reply is kept for reuse
     followers: list[Request] = field(default_factory=list)  # equal greedy requests waiting for this reply
+    prefill: DynamicCache | None = None  # once its prefill has started: its own cache so far
+    filled: int = 0  # prompt tokens whose keys and values exist (cached, then prefilled)
 
     def completion(self, request: Request | None = None) -> Completion:
         """The result for this generation's own request, or (``request``) for one of its followers."""
@@ -79,8 +94,13 @@ class Generation:
 
 @dataclass
 class RunnerStats:
-    """Running totals; ``prefill_s`` / ``decode_s`` are wall seconds spent in ``admit`` / ``step``.
+    """Running totals of the engine's work.
 
+    ``passes`` counts forward passes; ``decode_steps`` those that gave the
+    decoding rows a token and ``mixed_passes`` those that also prefilled
+    prompt tokens. ``prefill_s`` is wall seconds in ``admit`` and in passes
+    that carried prompt tokens (decode rows riding along included);
+    ``decode_s`` is seconds in passes that only decoded.
     ``reused_replies`` counts requests answered with another request's greedy
     reply (from the reply cache, or by following an equal request in
     flight); their prompt tokens count as cached and their replies as not generated.
@@ -92,13 +112,19 @@ class RunnerStats:
     prefilled_tokens: int = 0
     cached_prompt_tokens: int = 0
     generated_tokens: int = 0
+    passes: int = 0
     decode_steps: int = 0
+    mixed_passes: int = 0
     prefill_s: float = 0.0
     decode_s: float = 0.0
 
 
 class BatchRunner:
-    """Owns the model, the prefix cache and the decode batch (one thread only)."""
+    """Owns the model, the prefix cache, the rows being prefilled and the decode batch (one thread only).
+
+    The model is switched to packed attention (``packed.enable_packing``) on
+    first use; a model that cannot be packed is refused with ``LLMError``.
+    """
 
     def __init__(
         self, model: Any, tokenizer: Any, max_batch: int, prefix_cache: PrefixCache, prefill_chunk: int,
@@ -106,15 +132,23 @@ class BatchRunner:
     ) -> None:
         self.model, self.tokenizer = model, tokenizer
         self.device = next(model.parameters()).device
+        self._cache_kw = cache_kwarg_name(model)
+        if model.config._attn_implementation != PACKED_ATTENTION:
+            enable_packing(model, self._cache_kw, calibration_ids(tokenizer)[0].tolist())
         self.prefix_cache = prefix_cache
         self.reply_cache = reply_cache if reply_cache is not None else ReplyCache(max_entries=0)
         self._in_flight: dict[bytes, Generation] = {}  # greedy generations running, by reply key
         self.prefill_chunk = prefill_chunk
+        self.prefilling: list[Generation] = []  # admitted rows whose prompts are not fully prefilled, oldest first
         self.batch: DecodeBatch[Generation] = DecodeBatch(max_rows=max_batch)
         self.stats = RunnerStats()
         self.max_positions = int(getattr(model.config, "max_position_embeddings", 1 << 30))
-        self._cache_kw = cache_kwarg_name(model)
         self._eos = _eos_ids(model, tokenizer)
+
+    @property
+    def rows(self) -> int:
+        """Rows that hold a place in the batch: decoding, or waiting for the rest of their prompt."""
+        return len(self.batch) + len(self.prefilling)
 
     def encode(self, messages: Sequence[Message]) -> list[int]:
         """Chat template + tokenisation; the template adds the assistant header."""
@@ -122,8 +156,8 @@ class BatchRunner:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def admit(self, request: Request) -> Generation | None:
-        """Prefill ``request``; returns it if it already finished, else None: it joined the batch, or follows an
-        equal greedy request in the batch and is answered when that one finishes."""
+        """Queue ``request`` for prefill; returns it if it is already answered (an equal greedy request's reply),
+        else None: it waits for ``step``, or follows an equal greedy request in flight and is answered with it."""
         t0 = time.perf_counter()
         prompt = self.encode(request.messages)
         if len(prompt) + 1 > self.max_positions:
@@ -144,32 +178,13 @@ class BatchRunner:
                 seq = Generation(request, prompt, len(prompt), make_generator(request.seed, self.device), reply_key=key)
                 seq.generated, seq.text, seq.finish_reason = list(reply.tokens), reply.text, reply.finish_reason
                 return seq
-        cached, prefix = self.prefix_cache.match(prompt, max_length=len(prompt) - 1)
-        cache = to_cache(prefix, spare=len(prompt) - cached)
-        ids = torch.tensor(prompt, dtype=torch.long, device=self.device)
-        for lo in range(cached, len(prompt), self.prefill_chunk):
-            hi = min(lo + self.prefill_chunk, len(prompt))
-            out = self.model(
-                input_ids=ids[None, lo:hi],
-                position_ids=torch.arange(lo, hi, device=self.device)[None],
-                use_cache=True,
-                logits_to_keep=1,
-                **{self._cache_kw: cache},
-            )
-        kv = from_cache(cache)
-        self.prefix_cache.insert(prompt, kv)
-        seq = Generation(request, prompt, cached, make_generator(request.seed, self.device), reply_key=key)
+        seq = Generation(request, prompt, 0, make_generator(request.seed, self.device), reply_key=key)
         self.stats.requests += 1
         self.stats.prompt_tokens += len(prompt)
-        self.stats.prefilled_tokens += len(prompt) - cached
-        self.stats.cached_prompt_tokens += cached
-        token = pick_tokens(out.logits[:, -1], [request.temperature], [seq.generator])[0]
-        self.stats.prefill_s += time.perf_counter() - t0
-        if self._accept(seq, token, len(prompt)):
-            return self._finished(seq)
-        self.batch.add(seq, kv)
+        self.prefilling.append(seq)
         if key is not None:
             self._in_flight[key] = seq
+        self.stats.prefill_s += time.perf_counter() - t0
         return None
 
     def _count_reused(self, prompt: list[int]) -> None:
@@ -187,41 +202,118 @@ class BatchRunner:
         return seq
 
     def step(self) -> list[Generation]:
-        """One decode step for every row; returns (and removes) the rows that finished."""
+        """One packed pass: the next token of every decoding row, and up to ``prefill_chunk`` queued prompt
+        tokens; returns (and removes) the rows that finished."""
         t0 = time.perf_counter()
-        rows = self.batch.items
-        mask, positions = self.batch.step_inputs()
-        last = torch.tensor([[seq.generated[-1]] for seq in rows], dtype=torch.long, device=self.device)
-        out = self.model(
-            input_ids=last,
-            attention_mask=mask,
-            position_ids=positions,
-            use_cache=True,
-            logits_to_keep=1,
-            **{self._cache_kw: self.batch.cache},
-        )
-        self.batch.advance()
-        self.stats.decode_steps += 1
-        tokens = pick_tokens(out.logits[:, -1], [s.request.temperature for s in rows], [s.generator for s in rows])
-        self.stats.decode_s += time.perf_counter() - t0
-        finished = [
-            slot for slot, (seq, tok) in enumerate(zip(rows, tokens)) if self._accept(seq, tok, self.batch.lengths[slot])
-        ]
-        return [self._retire(slot) for slot in sorted(finished, reverse=True)]
+        tokens: list[int] = []
+        positions: list[int] = []
+        segments: list[Segment] = []
+        rows = list(self.batch.items)
+        if rows:
+            mask, _ = self.batch.step_inputs()
+            tokens += [seq.generated[-1] for seq in rows]
+            positions += self.batch.lengths
+            segments.append(decode_rows(0, self.batch, mask))
+        keep, completing = list(range(len(rows))), []
+        chunks = self._plan_chunks()
+        for seq, n in chunks:
+            segment = prompt_chunk(len(tokens), seq.prefill, seq.filled, n)
+            tokens += seq.prompt[seq.filled : seq.filled + n]
+            positions += range(seq.filled, seq.filled + n)
+            segments.append(segment)
+            seq.filled += n
+            if seq.filled == len(seq.prompt):
+                keep.append(segment.hi - 1)
+                completing.append(seq)
+        logits = forward_packed(self.model, tokens, positions, segments, keep, self._cache_kw)
+        samplers = rows + completing
+        picked = pick_tokens(logits, [s.request.temperature for s in samplers], [s.generator for s in samplers])
+        finished: list[Generation] = []
+        if rows:
+            self.batch.advance()
+            done = [slot for slot, (seq, tok) in enumerate(zip(rows, picked)) if self._accept(seq, tok, self.batch.lengths[slot])]
+            finished += [self._retire(slot) for slot in sorted(done, reverse=True)]
+        for seq, token in zip(completing, picked[len(rows) :]):
+            finished += self._prefilled(seq, token)
+        self._count_pass(time.perf_counter() - t0, decoded=bool(rows), prefilled=bool(chunks))
+        return finished
+
+    def _plan_chunks(self) -> list[tuple[Generation, int]]:
+        """Which queued prompts this pass prefills, and how many of their tokens: oldest first, ``prefill_chunk`` in all."""
+        budget, chunks = self.prefill_chunk, []
+        started = [seq for seq in self.prefilling if seq.prefill is not None]
+        for seq in self.prefilling:
+            if budget <= 0:
+                break
+            if seq.prefill is None:
+                if self._waits_for(seq, started):
+                    continue
+                self._start(seq)
+                started.append(seq)
+            n = min(len(seq.prompt) - seq.filled, budget)
+            chunks.append((seq, n))
+            budget -= n
+        return chunks
+
+    def _waits_for(self, seq: Generation, started: list[Generation]) -> bool:
+        """Whether a queued prompt should wait for one in progress that shares more of it than the prefix cache holds.
+
+        Episodes often open alike; two such prompts prefilled side by side
+        would both compute their common part. Waiting a pass or two lets the
+        first one's states reach the prefix cache (replayed quickstart: 1,300
+        of ~19,000 prefilled tokens were such duplicates).
+        """
+        if not self.prefix_cache.enabled or not started:
+            return False
+        limit = len(seq.prompt) - 1
+        prompt = np.asarray(seq.prompt, dtype=np.int64)
+        shared = max(common_prefix_length(np.asarray(other.prompt, dtype=np.int64), prompt) for other in started)
+        return min(shared, limit) > self.prefix_cache.longest(seq.prompt, limit) + SHARED_WAIT_TOKENS
+
+    def _start(self, seq: Generation) -> None:
+        """Begin prefilling ``seq`` after the longest prefix the cache holds."""
+        cached, prefix = self.prefix_cache.match(seq.prompt, max_length=len(seq.prompt) - 1)
+        seq.cached_prompt = seq.filled = cached
+        seq.prefill = to_cache(prefix, spare=len(seq.prompt) - cached)
+        self.stats.prefilled_tokens += len(seq.prompt) - cached
+        self.stats.cached_prompt_tokens += cached
+
+    def _prefilled(self, seq: Generation, token: int) -> list[Generation]:
+        """A prompt is fully prefilled and ``token`` is its first: keep its states, then finish it or let it decode."""
+        kv = from_cache(seq.prefill)
+        seq.prefill = None
+        self.prefilling.remove(seq)
+        self.prefix_cache.insert(seq.prompt, kv)
+        if self._accept(seq, token, len(seq.prompt)):
+            return [self._finished(seq)]
+        self.batch.add(seq, kv)
+        return []
+
+    def _count_pass(self, seconds: float, decoded: bool, prefilled: bool) -> None:
+        self.stats.passes += 1
+        self.stats.decode_steps += decoded
+        self.stats.mixed_passes += decoded and prefilled
+        if prefilled:
+            self.stats.prefill_s += seconds
+        else:
+            self.stats.decode_s += seconds
 
     def drop(self, keep: Any) -> list[Generation]:
         """Remove rows none of whose requests ``keep(request)`` accepts (cancelled callers)."""
         gone = [slot for slot, seq in enumerate(self.batch.items) if not any(keep(r) for r in seq.requests())]
         dropped = [self.batch.remove(slot) for slot in sorted(gone, reverse=True)]
-        for seq in dropped:
+        waiting = [seq for seq in self.prefilling if not any(keep(r) for r in seq.requests())]
+        self.prefilling = [seq for seq in self.prefilling if seq not in waiting]
+        for seq in dropped + waiting:
             if seq.reply_key is not None:
                 self._in_flight.pop(seq.reply_key, None)
-        return dropped
+        return dropped + waiting
 
     def reset(self) -> list[Generation]:
         """Empty the batch after a failure; returns the rows that were in it (their followers with them)."""
-        rows = list(self.batch.items)
+        rows = list(self.batch.items) + self.prefilling
         self.batch = DecodeBatch(max_rows=self.batch.max_rows)
+        self.prefilling = []
         self._in_flight.clear()
         return rows
 

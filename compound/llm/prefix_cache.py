@@ -91,6 +91,19 @@ class PrefixCache:
         if not self.enabled or not self._entries:
             return 0, None
         self.stats.lookups += 1
+        best_key, best_len = self._longest(tokens, max_length)
+        if best_key is None:
+            return 0, None
+        self._entries.move_to_end(best_key)
+        self.stats.hits += 1
+        self.stats.reused_tokens += best_len
+        return best_len, slice_tokens(self._entries[best_key].kv, 0, best_len)
+
+    def longest(self, tokens: Sequence[int], max_length: int | None = None) -> int:
+        """How many tokens ``match`` would reuse, without touching recency or counters."""
+        return self._longest(tokens, max_length)[1] if self.enabled else 0
+
+    def _longest(self, tokens: Sequence[int], max_length: int | None) -> tuple[int | None, int]:
         query = np.asarray(tokens, dtype=np.int64)
         limit = len(query) if max_length is None else min(max_length, len(query))
         best_key, best_len = None, 0
@@ -98,12 +111,7 @@ class PrefixCache:
             n = common_prefix_length(entry.tokens, query[:limit])
             if n > best_len:
                 best_key, best_len = key, n
-        if best_key is None:
-            return 0, None
-        self._entries.move_to_end(best_key)
-        self.stats.hits += 1
-        self.stats.reused_tokens += best_len
-        return best_len, slice_tokens(self._entries[best_key].kv, 0, best_len)
+        return best_key, best_len
 
     def insert(self, tokens: Sequence[int], kv: KV) -> None:
         """Remember ``kv`` (one row, ``len(tokens)`` positions) for ``tokens``."""

@@ -1,12 +1,14 @@
 """The decode batch: right-aligned rows, masks, positions, join/leave and growth.
 
 Uses small fake KV tensors whose values encode (row, position), and writes
-"new tokens" through the cache layers exactly as a model forward would.
+"new tokens" through the packed pass's decode segment exactly as a model
+forward would.
 """
 
 import torch
 
 from compound.llm.decode_batch import DecodeBatch
+from compound.llm.packed import decode_rows
 
 LAYERS, HEADS, DIM = 2, 1, 2
 
@@ -21,13 +23,14 @@ def fake_kv(tag, n):
 def write_step(batch, tags):
     """Simulate a forward: every layer appends one token per row, then advance."""
     mask, positions = batch.step_inputs()
-    cache = batch.cache
+    segment = decode_rows(0, batch, mask)
     for layer in range(LAYERS):
         new = torch.tensor([t * 1000 + p for t, p in zip(tags, positions.flatten().tolist())], dtype=torch.float32)
-        k = new.view(-1, 1, 1, 1).expand(-1, HEADS, 1, DIM).clone()
-        keys, values = cache.layers[layer].update(k, -k)
+        k = new.view(1, 1, -1, 1).expand(1, HEADS, -1, DIM).clone()  # packed: [1, heads, rows, dim]
+        segment.write(layer, k, -k)
+        keys = batch.keys[layer][: len(batch), :, batch.start : batch.end + 1]  # what the segment attends over
         assert keys.shape[2] == mask.shape[1]  # the mask covers exactly what attention sees
-        assert bool(((keys == 0) | mask[:, None, :, None].bool()).all())  # masked-out columns hold zeros
+        assert bool(keys.isfinite().all())  # masked-out columns hold finite numbers (zeros, or a departed row's)
     batch.advance()
     return mask, positions
 

@@ -109,7 +109,7 @@ def test_a_follower_outlives_its_cancelled_leader_and_a_reset_forgets_rows_in_fl
     leader, follower = _request(messages), _request(messages)
     with torch.inference_mode():
         assert runner.admit(leader) is None and runner.admit(follower) is None
-        (row,) = runner.batch.items
+        (row,) = runner.prefilling  # queued for the next pass; the follower waits on it
         assert row.requests() == [leader, follower] and runner.stats.reused_replies == 1
         assert runner.drop(lambda r: r is not leader) == []  # the leader's caller gave up; the follower has not
         finished = []
@@ -123,8 +123,8 @@ def test_a_follower_outlives_its_cancelled_leader_and_a_reset_forgets_rows_in_fl
 
     other = _request(agent_conversation(16, 0))
     with torch.inference_mode():
-        assert runner.admit(other) is None
-        (failed,) = runner.reset()  # what the engine does when a decode step raises
+        assert runner.admit(other) is None and runner.step() == []  # prefilled, now decoding
+        (failed,) = runner.reset()  # what the engine does when a pass raises
         again = _request(agent_conversation(16, 0))
         assert runner.admit(again) is None  # generated afresh: the reset row is no leader any more
-    assert failed.requests() == [other] and runner.batch.items[0].requests() == [again]
+    assert failed.requests() == [other] and runner.prefilling[0].requests() == [again] and not runner.batch.items
