@@ -1,11 +1,11 @@
 """One forward pass for many sequences: decode rows and prompt chunks packed into one token sequence.
 
-On a CPU a forward pass costs a fixed ~100 ms for SmolLM2-135M (its weights
-stream through the cores once, whatever the number of tokens) plus a share
-per token, so the engine should make as few passes as it can. Measured on 2
-Zen 4 cores, prefilling 50 new tokens after 800 cached ones costs 4.4 ms
-per token alone and 2.7 ms per token when four such prompts share a pass;
-a decode step at batch 3 costs about what it costs at batch 8.
+On a CPU every forward pass streams the weights through the cores once,
+whatever it carries, so a pass has a fixed cost plus a share per token.
+Measured with SmolLM2-135M in float32 on 2 Zen 4 cores: 50 new tokens after
+800 cached ones cost 4-5 ms per token prefilled alone and 2.7-3.2 ms when
+four such prompts share a pass; a decode pass costs 98 ms for 3 rows and
+133 ms for 8 (``benchmarks/ENGINE.md``, session 8).
 
 So every pass of the hf engine is packed: the tokens of all rows, decode
 rows (one token each) and prompt chunks (many), form one sequence of shape

@@ -40,7 +40,7 @@ def agent_conversation():
 def hf_engine():
     from compound.llm.hf import HFEngine
 
-    engine = HFEngine(max_batch=4, max_wait_ms=20, quantize="none", reuse_replies=False)  # exact float32 (see test_hf_engine.py)
+    engine = HFEngine(max_batch=4, max_wait_ms=20, dtype="float32", quantize="none", reuse_replies=False)  # exact (see test_hf_engine.py)
     yield engine
     engine.close()
 
@@ -49,6 +49,6 @@ def hf_engine():
 def hf_engine_no_prefix_cache():
     from compound.llm.hf import HFEngine
 
-    engine = HFEngine(max_batch=4, prefix_cache_tokens=0, quantize="none", reuse_replies=False)
+    engine = HFEngine(max_batch=4, prefix_cache_tokens=0, dtype="float32", quantize="none", reuse_replies=False)
     yield engine
     engine.close()

@@ -110,7 +110,7 @@ async def test_a_caller_that_gives_up_frees_its_batch_row(hf_engine):
     after = await hf_engine.generate([{"role": "user", "content": "Say hi."}], max_tokens=3)
     assert after.completion_tokens >= 1
     assert hf_engine.stats.generated_tokens - before < 200  # the abandoned row stopped early
-    assert len(hf_engine._runner.batch) == 0
+    assert hf_engine._runner.rows == 0
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +121,7 @@ def small_chunk_engine():
     """
     from compound.llm.hf import HFEngine
 
-    engine = HFEngine(max_batch=2, max_wait_ms=50, prefill_chunk=16, quantize="none", reuse_replies=False)
+    engine = HFEngine(max_batch=2, max_wait_ms=50, prefill_chunk=16, dtype="float32", quantize="none", reuse_replies=False)
     yield engine
     engine.close()
 
@@ -154,7 +154,7 @@ async def test_long_generations_with_rows_leaving_joining_and_relayout_match_gen
 def int8_engine():
     from compound.llm.hf import HFEngine
 
-    engine = HFEngine(max_batch=4, max_wait_ms=50, quantize="auto", reuse_replies=False)  # auto: int8 for float32 on CPU
+    engine = HFEngine(max_batch=4, max_wait_ms=50, dtype="float32", quantize="auto", reuse_replies=False)  # auto: int8 for float32 on CPU
     yield engine
     engine.close()
 
@@ -216,3 +216,25 @@ def test_a_negative_prefix_cache_budget_is_refused():
 
     with pytest.raises(LLMError, match="prefix_cache_mb >= 0"):
         HFEngine(prefix_cache_mb=-1)
+
+
+def test_a_prompt_sharing_a_prefix_with_one_in_progress_waits_for_its_states(hf_engine, agent_conversation):
+    """Two prompts of one episode arrive together: the longer one waits a pass, then starts after the
+    shorter one's states, instead of prefilling their common part twice; both still equal ``generate``."""
+    from compound.llm.hf_runner import BatchRunner, Request
+    from compound.llm.prefix_cache import PrefixCache
+
+    runner = BatchRunner(hf_engine.model, hf_engine.tokenizer, 4, PrefixCache(100_000), 1024)
+    short, long = agent_conversation(31, 1), agent_conversation(31, 3)
+    with torch.inference_mode():
+        for messages in (short, long):
+            assert runner.admit(Request(messages, MAX_TOKENS, 0.0, (), None)) is None
+        first, second = runner.prefilling
+        finished = runner.step()
+        assert first in runner.batch.items and second.prefill is None and second.filled == 0  # it waited
+        finished += runner.step()
+        assert second.cached_prompt == len(first.prompt)  # then started after everything the first one computed
+        while runner.rows:
+            finished += runner.step()
+    for seq, messages in ((first, short), (second, long)):
+        assert seq in finished and seq.text == reference_greedy(hf_engine, messages)

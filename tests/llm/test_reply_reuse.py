@@ -29,7 +29,7 @@ def reference_greedy(engine, messages, max_tokens=MAX_TOKENS):
 def engine():
     from compound.llm.hf import HFEngine
 
-    engine = HFEngine(max_batch=4, max_wait_ms=20, quantize="none")  # reuse_replies is on by default
+    engine = HFEngine(max_batch=4, max_wait_ms=20, dtype="float32", quantize="none")  # reuse_replies is on by default
     yield engine
     engine.close()
 
@@ -86,7 +86,7 @@ async def test_sampled_requests_are_never_reused(engine, agent_conversation):
 async def test_reuse_off_decodes_every_request():
     from compound.llm.hf import HFEngine
 
-    engine = HFEngine(max_batch=2, quantize="none", reuse_replies=False)
+    engine = HFEngine(max_batch=2, dtype="float32", quantize="none", reuse_replies=False)
     try:
         messages = [{"role": "user", "content": "Name a colour."}]
         first = await engine.generate(messages, max_tokens=4)
