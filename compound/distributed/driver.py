@@ -11,7 +11,8 @@
    segment's episodes run under each trial's new hyper-parameters.
 4. Build the final store (best trial, or exemplar curation across trials,
    optionally cluster-based diversity) and evaluate the held-out split
-   against it, frozen, and without examples as the baseline.
+   against it, frozen, and without examples as the baseline (both in one
+   pool of episodes).
 
 With ``curation.mode: adaptive`` step 2-3 are adaptive self-improvement
 rounds instead (``adaptive_run.py``); step 4 is the same.
@@ -88,10 +89,11 @@ class Run:
     def _start_actors(self) -> None:
         cfg = self.cfg
         self.placement_groups: list = []
-        self.engines = start_engines(cfg.llm, self.placement_groups, ready_timeout_s=cfg.distributed.resource_timeout_s)
-        model_name = ray.get(self.engines[0].model_name.remote()) if self.engines else cfg.llm.model
-        self.model_name = model_name
-        # one call at a time: the stores it holds are not thread-safe
+        self.engines = start_engines(
+            cfg.llm, self.placement_groups, ready_timeout_s=cfg.distributed.resource_timeout_s, wait=False
+        )
+        # The curator and the workers start while the engine loads (every engine serves under the configured
+        # model name): imports and model loads are single-threaded, and one at a time they left a core idle.
         prefix = actor_prefix(self.dir.path)
         self.metrics = RunMetrics(prefix)
         # restarted by Ray when killed; it rebuilds itself from its checkpoint (every accepted call, in order).
@@ -101,6 +103,7 @@ class Run:
         placement: dict[str, Any] = {}
         if not cfg.distributed.checkpoint_uri:  # the checkpoint is a path on the driver's disk: keep the curator beside it
             placement["scheduling_strategy"] = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        # one call at a time: the stores it holds are not thread-safe
         self.curator = Curator.options(num_cpus=0, name=f"{prefix}-curator", max_restarts=-1, **placement).remote(
             cfg.curation.trials, cfg.curation.embedder, dedup=cfg.curation.dedup,
             dedup_threshold=cfg.curation.dedup_threshold, code_envs=(cfg.env.id,) if self.code_actions else (),
@@ -111,9 +114,16 @@ class Run:
             AgentWorker.options(
                 num_cpus=0, max_concurrency=cfg.distributed.episodes_per_worker + 4, max_restarts=-1,
                 name=f"{prefix}-worker-{i}",
-            ).remote(cfg, self.engines, self.curator, model_name)
+            ).remote(cfg, self.engines, self.curator, cfg.llm.model)
             for i in range(cfg.distributed.workers)
         ]
+        try:  # every engine is up (one whose model fails to load raises here)
+            names = ray.get([engine.model_name.remote() for engine in self.engines])
+            self.model_name = names[0] if names else cfg.llm.model
+        except BaseException:
+            for actor in [self.curator, *self.workers]:
+                ray.kill(actor, no_restart=True)
+            raise
         self.scheduler = EpisodeScheduler(
             self.workers, cfg.distributed.episodes_per_worker, cfg.distributed.max_episode_retries,
             max_transient_retries=cfg.distributed.max_transient_retries, metrics=self.metrics,
@@ -311,12 +321,16 @@ class Run:
             phases.append(EVAL_NONE)
         if cfg.eval.with_store and cfg.agent.examples != "none":
             phases.append(EVAL_STORE)
+        # Both phases in one pool: a no-examples episode ignores the store (the worker plays it without
+        # examples), and neither phase's last episodes then run alone while the other waits at a barrier.
+        specs = {phase: [make_spec(cfg.seed, phase, 0, task) for task in tasks] for phase in phases}
+        if phases:
+            self._run_specs([s for phase in phases for s in specs[phase]], "evaluate " + " + ".join(phases), frozen=frozen)
         for phase in phases:
-            specs = [make_spec(cfg.seed, phase, 0, task) for task in tasks]
-            out = self._run_specs(specs, f"evaluate {phase}", frozen=frozen if phase == EVAL_STORE else None)
+            out = [self.dir.get(s.key) for s in specs[phase]]
             results[phase] = success_rate(out)
             self.record_metrics({"event": "eval", "phase": phase, "success": results[phase], "episodes": len(out)})
-            self.dir.checkpoint()
+        self.dir.checkpoint()
         if cfg.eval.per_trial and cfg.curation.trials > 1 and cfg.agent.examples != "none":
             for snapshot in self.final_snapshots:  # each trial as it ended: its store and its hyper-parameters
                 i = snapshot.trial

@@ -236,7 +236,7 @@ def vllm_placement(tensor_parallel_size: int) -> tuple[list[dict[str, float]], d
 
 
 def start_engines(
-    cfg: LLMConfig, placement_groups: list | None = None, *, ready_timeout_s: float | None = None
+    cfg: LLMConfig, placement_groups: list | None = None, *, ready_timeout_s: float | None = None, wait: bool = True,
 ) -> list[ray.actor.ActorHandle]:
     """Start ``cfg.num_engines`` engine actors placed for their engine kind.
 
@@ -246,6 +246,9 @@ def start_engines(
     reserve as many Ray CPUs as the threads they run (``cpu_threads``).
     Each placement group made is appended to ``placement_groups`` when given,
     so ``stop_engines`` can free its GPUs for the next run in the same session.
+    With ``wait`` (the default) it returns once every engine has loaded its
+    model, raising the reason of one that could not; without, at once (the
+    caller then waits, e.g. on ``model_name``, after starting other actors).
     A placement group not granted within ``ready_timeout_s`` (no GPU node,
     too few GPUs) is removed and raises ``ResourcesUnavailable`` naming what
     was asked for and what the cluster has, instead of waiting forever.
@@ -278,7 +281,8 @@ def start_engines(
         else:
             options["num_cpus"] = 0
         handles.append(EngineActor.options(**options).remote(cfg.engine, kwargs))
-    ray.get([h.model_name.remote() for h in handles])  # surface load errors now, not mid-run
+    if wait:
+        ray.get([h.model_name.remote() for h in handles])  # surface load errors now, not mid-run
     return handles
 
 

@@ -217,7 +217,7 @@ class BatchRunner:
         keep, completing = list(range(len(rows))), []
         chunks = self._plan_chunks()
         for seq, n in chunks:
-            segment = prompt_chunk(len(tokens), seq.prefill, seq.filled, n)
+            segment = prompt_chunk(len(tokens), seq.prefill, seq.filled, n, self.device)
             tokens += seq.prompt[seq.filled : seq.filled + n]
             positions += range(seq.filled, seq.filled + n)
             segments.append(segment)

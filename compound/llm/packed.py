@@ -92,12 +92,12 @@ class DecodeRows:
 Segment = PromptChunk | DecodeRows
 
 
-def prompt_chunk(lo: int, cache: DynamicCache, cached: int, tokens: int) -> PromptChunk:
+def prompt_chunk(lo: int, cache: DynamicCache, cached: int, tokens: int, device: torch.device | str = "cpu") -> PromptChunk:
     """The segment for ``tokens`` prompt tokens after ``cached`` ones, at ``lo`` in the packed sequence."""
     mask = None
     if cached:
-        queries = torch.arange(cached, cached + tokens)
-        mask = (torch.arange(cached + tokens)[None, :] <= queries[:, None])[None, None]
+        queries = torch.arange(cached, cached + tokens, device=device)
+        mask = (torch.arange(cached + tokens, device=device)[None, :] <= queries[:, None])[None, None]
     return PromptChunk(lo, lo + tokens, cache, mask)
 
 
@@ -202,15 +202,15 @@ def enable_packing(model: Any, cache_kw: str, probe: Sequence[int]) -> None:
             f"the hf engine cannot batch {name} ({config.model_type}): it uses sliding-window attention; "
             "serve it with the vllm or openai engine"
         )
-    before = model.config._attn_implementation
+    before, device = model.config._attn_implementation, next(model.parameters()).device
     with torch.inference_mode():
-        reference = model(input_ids=torch.tensor([list(probe)]), use_cache=False).logits[0, -1]
+        reference = model(input_ids=torch.tensor([list(probe)], device=device), use_cache=False).logits[0, -1]
         model.set_attn_implementation(PACKED_ATTENTION)
         half = len(probe) // 2
         prefix = to_cache(None, spare=len(probe))
-        model(input_ids=torch.tensor([list(probe[:half])]), use_cache=True, logits_to_keep=1, **{cache_kw: prefix})
-        whole = prompt_chunk(0, to_cache(None, spare=len(probe)), 0, len(probe))
-        rest = prompt_chunk(len(probe), prefix, half, len(probe) - half)
+        model(input_ids=torch.tensor([list(probe[:half])], device=device), use_cache=True, logits_to_keep=1, **{cache_kw: prefix})
+        whole = prompt_chunk(0, to_cache(None, spare=len(probe)), 0, len(probe), device)
+        rest = prompt_chunk(len(probe), prefix, half, len(probe) - half, device)
         logits = forward_packed(
             model, [*probe, *probe[half:]], [*range(len(probe)), *range(half, len(probe))], [whole, rest],
             [whole.hi - 1, rest.hi - 1], cache_kw,

@@ -58,8 +58,11 @@ def test_run_writes_a_complete_run_directory(ray_session, tmp_path):
             assert t.example_ids == () and t.example_set_version == -1
         if t.phase == "eval/store":
             assert t.example_set_version >= 1 and set(t.example_ids) <= {w.id for w in wins}
-    events = [json.loads(line)["event"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    events = [r["event"] for r in records]
     assert events.count("segment") == 2 and events.count("eval") == 2 and events[-1] == "summary"
+    # both evaluation phases ran as one pool of episodes (no barrier between them)
+    assert {r["label"] for r in records if r["event"] == "progress"} >= {"evaluate eval/none + eval/store"}
     assert "Held-out success" in (tmp_path / "summary.md").read_text()
     assert result.train_success == pytest.approx(len(wins) / len(train))
 
@@ -255,3 +258,20 @@ def test_sample_tasks_draws_other_tasks_under_other_seeds():
     assert drawn[0][0] != drawn[1][0] and drawn[0][1] != drawn[1][1]
     assert drawn[0][0] != first[0]
     assert keys(scripted_config(seed=1, env={"train_tasks": 5, "eval_tasks": 5, "sample_tasks": True})) == drawn[1]
+
+
+def test_an_engine_that_fails_to_load_fails_the_run_and_takes_the_other_actors_with_it(ray_session, tmp_path):
+    """The curator and the workers start while the engine loads; when the model cannot load, the run
+    raises the engine's reason and the curator and workers it started are gone."""
+    import ray
+
+    from compound.distributed.driver import run_class
+
+    cfg = scripted_config(llm={"engine": "hf", "model": str(tmp_path / "no-such-model")})
+    attempt = run_class(cfg)(cfg, tmp_path / "run", progress=False)
+    with pytest.raises(Exception, match="not found"):
+        attempt.execute("local Ray")
+    assert len(attempt.workers) == 2
+    for actor in [attempt.curator, *attempt.workers]:
+        with pytest.raises(ray.exceptions.RayActorError):
+            ray.get(actor.pid.remote(), timeout=60)

@@ -114,8 +114,8 @@ def test_a_model_whose_attention_is_not_plain_causal_is_refused_by_the_probe(mon
     net = tiny_llama()
     broken = packed.prompt_chunk
 
-    def unmasked(lo, cache, cached, tokens):  # stands in for attention the packed pass cannot express
-        chunk = broken(lo, cache, cached, tokens)
+    def unmasked(lo, cache, cached, tokens, device="cpu"):  # stands in for attention the packed pass cannot express
+        chunk = broken(lo, cache, cached, tokens, device)
         chunk.mask = None
         return chunk
 
