@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import json
 import os
 import platform
@@ -109,13 +110,20 @@ def engine_options(args: argparse.Namespace) -> dict:
     return {"quantize": args.quantize} if getattr(args, "quantize", None) else {}
 
 
-def make_engine(args: argparse.Namespace, max_batch: int, prefix_cache_tokens: int):
-    """The engine ``--engine`` names: the hf engine, or CTranslate2 (``compound.llm.ct2``, one request at a time)."""
+def make_engine(args: argparse.Namespace, max_batch: int, prefix_cache_tokens: int, reuse_replies: bool = True):
+    """The engine ``--engine`` names: the hf engine, or CTranslate2 (``compound.llm.ct2``, one request at a time).
+
+    ``reuse_replies=False`` turns the hf engine's reply reuse off where it has
+    one: the micro numbers repeat a prompt and must time the model, not the cache.
+    """
     if getattr(args, "engine", "hf") == "ct2":
         from compound.llm.ct2 import CT2Engine
 
         return CT2Engine(threads=args.threads or 1, **engine_options(args))
-    return HFEngine(max_batch=max_batch, prefix_cache_tokens=prefix_cache_tokens, **engine_options(args))
+    options = engine_options(args)
+    if not reuse_replies and "reuse_replies" in inspect.signature(HFEngine).parameters:
+        options["reuse_replies"] = False
+    return HFEngine(max_batch=max_batch, prefix_cache_tokens=prefix_cache_tokens, **options)
 
 
 DECODE_TOKENS = 32
@@ -123,7 +131,7 @@ DECODE_TOKENS = 32
 
 def micro(args: argparse.Namespace) -> dict:
     """Prefill and decode rates of one engine, through its public API only."""
-    engine = make_engine(args, 8, 0)
+    engine = make_engine(args, 8, 0, reuse_replies=False)
     # one message: nothing for CTranslate2's static-prompt cache to reuse either, so this is prefill
     long_prompt = [{"role": "user", "content": SYSTEM + "\n\n" + SYSTEM + "\n" + task_message(0)}]
     stories = [[{"role": "user", "content": f"Write a long story about a {w} who learns to cook."}] for w in THINGS]
@@ -168,14 +176,23 @@ def compare(args: argparse.Namespace) -> dict:
     common = ["--episodes", str(args.episodes), "--turns", str(args.turns), "--max-tokens", str(args.max_tokens)]
     if args.threads:
         common += ["--threads", str(args.threads)]
-    results = {}
+    results, failed = {}, {}
     for name, (env, extra) in engines.items():
         print(f"measuring {name} ...", flush=True)
-        out = subprocess.run(
+        proc = subprocess.run(
             [sys.executable, str(here), "--worker", *common, *extra], env={**os.environ, **env},
-            check=True, stdout=subprocess.PIPE, text=True,
-        ).stdout
-        results[name] = json.loads(out.strip().splitlines()[-1])
+            stdout=subprocess.PIPE, text=True,
+        )
+        lines = proc.stdout.strip().splitlines()
+        if lines and lines[-1].startswith("{"):  # measured (a crash while the process exits loses nothing)
+            results[name] = json.loads(lines[-1])
+            if proc.returncode:
+                print(f"  ({name}: its process exited with code {proc.returncode} after reporting)")
+        else:
+            failed[name] = f"exit code {proc.returncode}, no result"
+            print(f"  {name} failed: {failed[name]}; the other engines are still measured")
+    if not results:
+        raise SystemExit(f"no engine could be measured: {failed}")
     base = next(iter(results.values()))
     header = f"{'engine':<28} {'prefill tok/s':>13} {'decode 1 tok/s':>14} {'decode 8 tok/s':>14} {'agent wall s':>12} {'agent x':>8}"
     print("\n" + header + "\n" + "-" * len(header))
@@ -191,7 +208,7 @@ def compare(args: argparse.Namespace) -> dict:
             f"{r['decode1_tok_s'] / base['decode1_tok_s']:.2f}x, decode 8 {r['decode8_tok_s'] / base['decode8_tok_s']:.2f}x, "
             f"agent workload {base['agent']['wall_s'] / r['agent']['wall_s']:.2f}x"
         )
-    return results
+    return {**results, **{name: {"failed": why} for name, why in failed.items()}}
 
 
 def run_engine(args: argparse.Namespace, prefix_cache_tokens: int) -> dict:

@@ -260,8 +260,8 @@ class BatchRunner:
 
         Episodes often open alike; two such prompts prefilled side by side
         would both compute their common part. Waiting a pass or two lets the
-        first one's states reach the prefix cache (replayed quickstart: 1,300
-        of ~19,000 prefilled tokens were such duplicates).
+        first one's states reach the prefix cache (replayed quickstart: 18,873
+        tokens prefilled without waiting, 17,634 with).
         """
         if not self.prefix_cache.enabled or not started:
             return False
