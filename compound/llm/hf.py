@@ -98,6 +98,10 @@ class HFEngine:
     than cores). On a CPU that other busy
     processes share, ``threads=1`` avoids waiting on a descheduled thread.
 
+    ``prefill_chunk`` bounds the prompt tokens one forward pass prefills,
+    over all queued prompts (``hf_runner.BatchRunner.step``); a longer
+    prompt continues in the next pass while the running rows keep decoding.
+
     ``reuse_replies``: a greedy request whose prompt, ``max_tokens`` and
     ``stop`` equal an earlier or in-flight one's gets that reply, without
     decoding it again (``compound.llm.reply_cache``; up to 65,536 replies
