@@ -89,7 +89,7 @@ def system(cfg: RunConfig) -> Iterator[Run]:
         try:
             yield run
         finally:
-            run.release()
+            run.actors.release()
 
 
 def specs_for(tasks: Sequence[Task], count: int, phase: str = TRAIN, first_attempt: int = 0) -> list[EpisodeSpec]:
@@ -106,7 +106,7 @@ def timed(run: Run, specs: Sequence[EpisodeSpec]) -> tuple[list[Trajectory], flo
 def engine_totals(run: Run) -> dict[str, int]:
     """Calls and tokens served, summed over the run's engine actors."""
     totals: dict[str, int] = {}
-    for stats in ray.get([e.stats.remote() for e in run.engines]):
+    for stats in ray.get([e.stats.remote() for e in run.actors.engines]):
         for key, value in stats.items():
             totals[key] = totals.get(key, 0) + value
     return totals
@@ -188,7 +188,7 @@ def engine_efficiency(args: argparse.Namespace) -> dict[str, Any]:
     (raw_engine,) = start_engines(cfg.llm)  # a second engine of the same kind and placement, fed directly
     try:
         with system(cfg) as run:
-            (engine,) = run.engines
+            (engine,) = run.actors.engines
             ray.get(engine.record.remote())
             timed(run, specs_for(tasks, concurrency, first_attempt=10_000))  # warm-up: environments, first forward passes
             ray.get(raw_engine.replay.remote(ray.get(engine.recorded.remote()), concurrency))  # the same warm-up, raw
@@ -232,7 +232,7 @@ def routing(args: argparse.Namespace) -> dict[str, Any]:
             before = engine_totals(run)
             _, wall = timed(run, specs)
             served = delta(engine_totals(run), before)
-            per_engine = [s["calls"] for s in ray.get([e.stats.remote() for e in run.engines])]
+            per_engine = [s["calls"] for s in ray.get([e.stats.remote() for e in run.actors.engines])]
         prompt, cached = served["prompt_tokens"], served["cached_prompt_tokens"]
         label = policy if policy == "least_loaded" else f"sticky, slack {cfg.llm.routing_slack}"
         rows.append({"routing": label, "episodes": len(specs), "calls": served["calls"], "calls_per_engine": per_engine,

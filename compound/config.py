@@ -95,7 +95,7 @@ class LLMConfig(_Section):
     tensor_parallel_size: int = Field(1, ge=1, description="vllm engine: GPUs per engine; above 1, a placement group of one GPU per bundle, used by vLLM's Ray executor.")
     gpu_memory_utilization: float = Field(0.85, gt=0.0, le=1.0, description="vllm engine: share of GPU memory to use.")
     dtype: Literal["auto", "bfloat16", "float16", "half", "float32", "float"] = Field(
-        "auto", description="Weight and activation dtype. vllm engine: auto = the model's (float16 for float32 models). hf engine: auto = float32 on CPU, bfloat16 on GPU; bfloat16 on a CPU with AVX-512 BF16 or AMX ran the engine 1.7x faster (Zen 4), but the quickstart's store then reached 10/16 held-out games against float32's 12/16; without those instructions it is ~4x slower."
+        "auto", description="Weight and activation dtype. vllm engine: auto = the model's (float16 for float32 models). hf engine: auto = float32 on CPU, bfloat16 on GPU; bfloat16 on a CPU with AVX-512 BF16 or AMX replayed the quickstart's traffic 1.7x faster (Zen 4), but whole quickstarts with it took a longer path and were not faster, and its store reached 10/16 held-out games in one session and 12/16 (as float32) in another; without those instructions it is ~4x slower."
     )
     max_model_len: int | None = Field(None, ge=1, description="vllm engine: context length in tokens, prompt and reply (null = the model's; smaller leaves more KV cache).")
     max_num_seqs: int | None = Field(None, ge=1, description="vllm engine: most sequences decoded together (null = vLLM's default for the GPU).")

@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import ray
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from ray.exceptions import RayActorError
 from tqdm import tqdm
 
@@ -41,14 +40,12 @@ from compound.curation.policies import final_trajectories, segment_bounds, succe
 from compound.curation.trial_params import search_space, start_params
 from compound.curation.vectors import strategy_vectors_by_id
 from compound.distributed.naming import actor_prefix, attempt_name
-from compound.distributed.curator import Curator
-from compound.distributed.engines import engine_totals, start_engines, stop_engines
+from compound.distributed.engines import engine_totals
 from compound.distributed.episodes import EVAL_NONE, EVAL_STORE, EVAL_TRIAL, TRAIN, EpisodeSpec, make_spec
 from compound.distributed.metrics import RunMetrics
 from compound.distributed.runtime import init_ray
 from compound.distributed.scheduler import EpisodeScheduler
-from compound.distributed.worker import AgentWorker
-from compound.curation.op_log import OpLog
+from compound.distributed.run_actors import RunActors
 from compound.failures import CuratorLost, FailureBudget, retry_delay
 from compound.loggers import Loggers
 from compound.observe import PROGRESS_EVERY_S, Tally, staleness_summary
@@ -84,48 +81,16 @@ class Run:
         self.code_actions = False  # set from the environment in execute()
         self.tally = Tally(self.started)  # this execution's episodes, steps and tokens (progress records)
         self.loggers = Loggers([], self.dir.path, "", {})  # execute() makes the configured ones
+        self.actors = RunActors()
 
     # -- setup ------------------------------------------------------------
     def _start_actors(self) -> None:
         cfg = self.cfg
-        self.placement_groups: list = []
-        self.engines = start_engines(
-            cfg.llm, self.placement_groups, ready_timeout_s=cfg.distributed.resource_timeout_s, wait=False
-        )
-        # The curator and the workers start while the engine loads (every engine serves under the configured
-        # model name): imports and model loads are single-threaded, and one at a time they left a core idle.
         prefix = actor_prefix(self.dir.path)
         self.metrics = RunMetrics(prefix)
-        # restarted by Ray when killed; it rebuilds itself from its checkpoint (every accepted call, in order).
-        # A new incarnation of the driver (a --resume) starts it empty and replays the saved segments itself.
-        checkpoint = f"{cfg.distributed.checkpoint_uri or self.dir.path / 'curator'}/{prefix}"
-        OpLog(checkpoint, prefix).clear()
-        placement: dict[str, Any] = {}
-        if not cfg.distributed.checkpoint_uri:  # the checkpoint is a path on the driver's disk: keep the curator beside it
-            placement["scheduling_strategy"] = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-        # one call at a time: the stores it holds are not thread-safe
-        self.curator = Curator.options(num_cpus=0, name=f"{prefix}-curator", max_restarts=-1, **placement).remote(
-            cfg.curation.trials, cfg.curation.embedder, dedup=cfg.curation.dedup,
-            dedup_threshold=cfg.curation.dedup_threshold, code_envs=(cfg.env.id,) if self.code_actions else (),
-            fixed=cfg.curation.fixed_examples, checkpoint=checkpoint, run=prefix, live_examples=cfg.curation.mode != "adaptive",
-            float16_from=cfg.curation.ann_threshold, snapshot_every=cfg.distributed.checkpoint_snapshot_every,
-        )
-        self.workers = [
-            AgentWorker.options(
-                num_cpus=0, max_concurrency=cfg.distributed.episodes_per_worker + 4, max_restarts=-1,
-                name=f"{prefix}-worker-{i}",
-            ).remote(cfg, self.engines, self.curator, cfg.llm.model)
-            for i in range(cfg.distributed.workers)
-        ]
-        try:  # every engine is up (one whose model fails to load raises here)
-            names = ray.get([engine.model_name.remote() for engine in self.engines])
-            self.model_name = names[0] if names else cfg.llm.model
-        except BaseException:
-            for actor in [self.curator, *self.workers]:
-                ray.kill(actor, no_restart=True)
-            raise
+        self.actors.start(cfg, prefix, f"{cfg.distributed.checkpoint_uri or self.dir.path / 'curator'}/{prefix}", self.code_actions)
         self.scheduler = EpisodeScheduler(
-            self.workers, cfg.distributed.episodes_per_worker, cfg.distributed.max_episode_retries,
+            self.actors.workers, cfg.distributed.episodes_per_worker, cfg.distributed.max_episode_retries,
             max_transient_retries=cfg.distributed.max_transient_retries, metrics=self.metrics,
         )
 
@@ -139,7 +104,7 @@ class Run:
         deadline, attempt = time.monotonic() + timeout_s, 0
         while True:
             try:
-                return ray.get(getattr(self.curator, method).remote(*args, **kwargs))
+                return ray.get(getattr(self.actors.curator, method).remote(*args, **kwargs))
             except RayActorError as exc:
                 if time.monotonic() > deadline:
                     raise CuratorLost(f"the curator did not come back within {timeout_s:.0f} s ({type(exc).__name__}); "
@@ -147,24 +112,6 @@ class Run:
                 log.warning("the curator is unavailable (%s); waiting for its restart", type(exc).__name__)
                 time.sleep(retry_delay(attempt, 0.2, 5.0))  # a restart takes seconds: back off, do not spin
                 attempt += 1
-
-    def release(self) -> None:
-        """Close and kill this run's actors and free its placement groups.
-
-        The next run in the same Ray session (another seed, another ablation
-        variant) then starts on free GPUs instead of waiting for this run's.
-        """
-        for w in getattr(self, "workers", []):
-            try:
-                ray.get(w.close.remote(), timeout=30)
-            except Exception:  # a dead worker has nothing left to close
-                pass
-        for handle in [*getattr(self, "workers", []), *([self.curator] if hasattr(self, "curator") else [])]:
-            try:
-                ray.kill(handle)
-            except Exception:
-                pass
-        stop_engines(getattr(self, "engines", []), getattr(self, "placement_groups", []))
 
     # -- phases -----------------------------------------------------------
     def _run_specs(self, specs: list[EpisodeSpec], label: str, frozen: list | None = None) -> list[Trajectory]:
@@ -372,8 +319,8 @@ class Run:
             evaluation = self.evaluate(held_out, frozen) if held_out else {}
         finally:
             self.dir.checkpoint()  # whatever finished is kept, also on Ctrl-C or a failed episode
-            engine = engine_totals(getattr(self, "engines", []))
-            self.release()
+            engine = engine_totals(self.actors.engines)
+            self.actors.release()
         wall = time.time() - self.started
         summary = write_report(
             self.dir,
@@ -382,7 +329,7 @@ class Run:
             evaluation=evaluation,
             store_size=store_size,
             where=where,
-            model=self.model_name,
+            model=self.actors.model_name,
             wall_time_s=wall,
             retries=self.scheduler.retries,
             engine=engine,

@@ -95,8 +95,8 @@ class HFEngine:
     traffic cost 3.95-4.49 ms per prefilled token and 151-178 ms per decode
     step against 3.33-3.66 ms and 124-142 ms with OpenMP's default (which
     spins briefly, then sleeps, and spins less when there are more threads
-    than cores). On a CPU that other busy
-    processes share, ``threads=1`` avoids waiting on a descheduled thread.
+    than cores). On a CPU that other busy processes share, ``threads=1``
+    avoids waiting on a descheduled thread.
 
     ``prefill_chunk`` bounds the prompt tokens one forward pass prefills,
     over all queued prompts (``hf_runner.BatchRunner.step``); a longer

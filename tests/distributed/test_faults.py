@@ -136,7 +136,7 @@ def test_a_killed_engine_s_episodes_are_retried_and_end_as_without_the_kill(ray_
     import ray
 
     def pid(run):
-        return ray.get(run.engines[0].pid.remote())
+        return ray.get(run.actors.engines[0].pid.remote())
 
     def after(run, victim):
         return run.scheduler.transient_retries, pid(run) != victim
@@ -178,7 +178,7 @@ def run_killing(tmp_path, pid_of, after, *, kill: bool, kill_after: int = 1):
             results.append(trajectory)
         return specs, results, after(run, victim)
     finally:
-        run.release()
+        run.actors.release()
 
 
 def _lineage_without_timings(path):

@@ -172,7 +172,7 @@ def test_a_dead_worker_s_episodes_are_rerun_exactly_once(ray_session, tmp_path):
     tasks, _ = load_tasks(cfg)
     run = Run(cfg, tmp_path, progress=False)
     run._start_actors()
-    victim = ray.get(run.workers[0].pid.remote())
+    victim = ray.get(run.actors.workers[0].pid.remote())
     specs = [make_spec(0, TRAIN, 0, task) for task in tasks]
     results = []
     for trajectory in run.scheduler.run(specs):
@@ -183,7 +183,7 @@ def test_a_dead_worker_s_episodes_are_rerun_exactly_once(ray_session, tmp_path):
     assert len(keys) == len(set(keys)), "duplicated episodes"
     assert sorted(keys) == sorted(s.key for s in specs), "lost episodes"
     assert run.scheduler.retries >= 1, "the killed worker had episodes in flight"
-    accepted = ray.get(run.curator.stats.remote())[0]["attempts"]
+    accepted = ray.get(run.actors.curator.stats.remote())[0]["attempts"]
     assert accepted == len(specs), "the curator keeps exactly one result per attempt key"
     assert run.scheduler.wait_for_workers() == ["live", "live"]
     assert run.scheduler.restarts == 1 and run.scheduler.pids[0] != victim, "Ray restarted it in a new process"
@@ -271,7 +271,7 @@ def test_an_engine_that_fails_to_load_fails_the_run_and_takes_the_other_actors_w
     attempt = run_class(cfg)(cfg, tmp_path / "run", progress=False)
     with pytest.raises(Exception, match="not found"):
         attempt.execute("local Ray")
-    assert len(attempt.workers) == 2
-    for actor in [attempt.curator, *attempt.workers]:
+    assert len(attempt.actors.workers) == 2
+    for actor in [attempt.actors.curator, *attempt.actors.workers]:
         with pytest.raises(ray.exceptions.RayActorError):
             ray.get(actor.pid.remote(), timeout=60)
