@@ -70,10 +70,11 @@ class LLMConfig(_Section):
     threads: int | None = Field(None, ge=1, le=1024, description="hf and ct2 engines on CPU: threads (and Ray CPUs) per engine; null = the CPUs of the largest node shared among the engines (2 threads replayed the quickstart's traffic 1.29x faster than 1 on 2 quiet cores; a full quickstart run, where the agent workers also use the cores, took as long with 1).")
     reuse_replies: bool = Field(True, description="hf engine: a greedy request equal to an earlier or in-flight one (prompt, max_tokens, stop) gets that reply without decoding again (131 of the quickstart's 308 requests repeat one); off measures the model's own decode speed.")
     prefix_cache_mb: float = Field(2048.0, ge=0.0, description="hf engine: memory for the KV states of earlier prompts kept for reuse, so a shared prefix is prefilled once (0 = off; SmolLM2-135M in float32: 46 KB per token).")
-    quantize: Literal["auto", "int8", "none"] = Field(
-        "none",
-        description="hf engine: none = weights as loaded; int8 = int8 linear layers (1.7-1.9x faster agent workload on CPU, "
-        "but the quickstart's no-examples success fell from 44% to 19-25%); auto = int8 for float32 on CPU, none on GPU. "
+    quantize: Literal["auto", "int4", "int8", "none"] = Field(
+        "auto",
+        description="hf engine: auto = int4 for float32 on an AVX-512 CPU when it keeps every weight (the embedded Q4_1 GGUF's), "
+        "else none; int4 = 4-bit linear layers (quickstart 121-150 s against 186 s in float32 on 2 Zen 4 cores, same held-out "
+        "success); int8 = int8 linear layers (no-examples success fell from 44% to 19-25%); none = weights as loaded. "
         "ct2 engine: int8 (auto, int8) or float32 (none) CTranslate2 weights.",
     )
     num_engines: int = Field(1, ge=1, description="Engine actors to start (one per GPU for vllm).")

@@ -30,6 +30,8 @@ from typing import Any, Sequence
 import torch
 
 from compound.llm.base import Completion, LLMError, Message
+from compound.llm.int4 import kernel_available as int4_kernel_available
+from compound.llm.int4 import quantize_linears_int4
 from compound.llm.int8 import calibration_ids, quantize_linears
 from compound.llm.reply_cache import ReplyCache
 from compound.llm.kv import kv_bytes_per_token
@@ -67,13 +69,17 @@ def resolve_dtype(dtype: str | torch.dtype, device: str) -> torch.dtype:
 
 
 def resolve_quantize(quantize: str, device: str, dtype: torch.dtype) -> str:
-    """``auto`` -> ``int8`` for float32 on CPU, else ``none``."""
-    if quantize not in ("auto", "int8", "none"):
-        raise LLMError(f"quantize {quantize!r} is not one of ['auto', 'int8', 'none']")
+    """``auto`` -> ``int4`` for float32 on a CPU with torch's vectorised 4-bit kernel, else ``none``.
+
+    ``auto``'s ``int4`` is only taken where it is lossless (``HFEngine``
+    checks the weights once loaded): the embedded GGUF's, not a float model's.
+    """
+    if quantize not in ("auto", "int4", "int8", "none"):
+        raise LLMError(f"quantize {quantize!r} is not one of ['auto', 'int4', 'int8', 'none']")
     if quantize == "auto":
-        return "int8" if device == "cpu" and dtype == torch.float32 else "none"
-    if quantize == "int8" and device != "cpu":
-        raise LLMError(f"quantize='int8' runs on CPU only (device is {device!r}): use quantize='none' or 'auto'")
+        return "int4" if device == "cpu" and dtype == torch.float32 and int4_kernel_available() else "none"
+    if quantize in ("int4", "int8") and device != "cpu":
+        raise LLMError(f"quantize={quantize!r} runs on CPU only (device is {device!r}): use quantize='none' or 'auto'")
     return quantize
 
 
@@ -96,7 +102,9 @@ class HFEngine:
     step against 3.33-3.66 ms and 124-142 ms with OpenMP's default (which
     spins briefly, then sleeps, and spins less when there are more threads
     than cores). On a CPU that other busy processes share, ``threads=1``
-    avoids waiting on a descheduled thread.
+    avoids waiting on a descheduled thread. Decode-only passes run on
+    ``decode_threads`` of them (default: half, at least one; see
+    ``hf_runner.BatchRunner``).
 
     ``prefill_chunk`` bounds the prompt tokens one forward pass prefills,
     over all queued prompts (``hf_runner.BatchRunner.step``); a longer
@@ -107,13 +115,18 @@ class HFEngine:
     decoding it again (``compound.llm.reply_cache``; up to 65,536 replies
     kept). Turn it off to measure the model's own decode speed.
 
-    ``quantize``: ``int8`` replaces the linear layers by int8 ones
-    (``compound.llm.int8``: ~2-4x faster matmuls on CPU, a slightly different
-    model); ``none`` (default) keeps the weights as loaded; ``auto`` is
-    ``int8`` for float32 on CPU and ``none`` elsewhere (GPUs have fast
-    half-precision matmuls). Int8 is not the default because it lowers the
-    quickstart's no-examples success (43.8% -> 18.8-25.0%, benchmarks/ENGINE.md),
-    which would inflate every measured gain from a store.
+    ``quantize``: ``int4`` replaces the linear layers by 4-bit ones
+    (``compound.llm.int4``): the embedded Q4_1 GGUF's own weights, read in
+    8x fewer bytes, with bfloat16 rounding at each layer's input and output;
+    on 2 Zen 4 cores the quickstart ran in 121-150 s against float32's
+    186 s, with the same held-out success (benchmarks/ENGINE.md, session 9).
+    ``auto`` (default) is ``int4`` for float32 on a CPU with torch's
+    AVX-512 4-bit kernel when that keeps every weight (a float model's
+    weights would change: it keeps ``none``), else ``none``. ``int8``
+    replaces them by int8 ones (``compound.llm.int8``, opt-in: it lowers the
+    quickstart's no-examples success, 43.8% -> 18.8-25.0%, which would
+    inflate every measured gain from a store); ``none`` keeps the weights
+    as loaded.
     """
 
     def __init__(
@@ -127,13 +140,16 @@ class HFEngine:
         prefix_cache_tokens: int | None = None,
         threads: int | None = None,
         prefill_chunk: int = 1024,
-        quantize: str = "none",
+        quantize: str = "auto",
         reuse_replies: bool = True,
+        decode_threads: int | None = None,
     ) -> None:
-        if max_batch < 1 or max_wait_ms < 0 or prefix_cache_mb < 0 or (prefix_cache_tokens or 0) < 0 or prefill_chunk < 1:
+        limits = (max_batch >= 1, max_wait_ms >= 0, prefix_cache_mb >= 0, (prefix_cache_tokens or 0) >= 0, prefill_chunk >= 1)
+        if not all(limits) or (decode_threads or 1) < 1:
             raise LLMError(
-                "HFEngine needs max_batch >= 1, max_wait_ms >= 0, prefix_cache_mb >= 0, prefix_cache_tokens >= 0 and "
-                f"prefill_chunk >= 1; got {max_batch}, {max_wait_ms}, {prefix_cache_mb}, {prefix_cache_tokens}, {prefill_chunk}"
+                "HFEngine needs max_batch >= 1, max_wait_ms >= 0, prefix_cache_mb >= 0, prefix_cache_tokens >= 0, "
+                f"prefill_chunk >= 1 and decode_threads >= 1; got {max_batch}, {max_wait_ms}, {prefix_cache_mb}, "
+                f"{prefix_cache_tokens}, {prefill_chunk}, {decode_threads}"
             )
         if threads:
             torch.set_num_threads(threads)
@@ -143,13 +159,17 @@ class HFEngine:
         net, tokenizer, self.model_dir = load_model_and_tokenizer(model, self.device, self.dtype)
         if self.quantize == "int8":
             quantize_linears(net, calibration_ids(tokenizer))
+        elif self.quantize == "int4":
+            replaced, _ = quantize_linears_int4(net, skip=net.get_output_embeddings(), lossless_only=quantize == "auto")
+            self.quantize = "int4" if replaced else "none"
         self.model_name = model
         self.max_batch = max_batch
         self.max_wait_s = max_wait_ms / 1000.0
         if prefix_cache_tokens is None:
             prefix_cache_tokens = int(prefix_cache_mb * 2**20) // kv_bytes_per_token(net.config, self.dtype)
         replies = ReplyCache(max_entries=REPLY_CACHE_ENTRIES if reuse_replies else 0)
-        self._runner = BatchRunner(net, tokenizer, max_batch, PrefixCache(prefix_cache_tokens), prefill_chunk, replies)
+        self._runner = BatchRunner(net, tokenizer, max_batch, PrefixCache(prefix_cache_tokens), prefill_chunk, replies, decode_threads,
+        )
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._closed = False
         self._stopping = threading.Event()

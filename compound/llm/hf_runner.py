@@ -124,14 +124,25 @@ class BatchRunner:
 
     The model is switched to packed attention (``packed.enable_packing``) on
     first use; a model that cannot be packed is refused with ``LLMError``.
+
+    Passes with prompt tokens run on torch's thread count at construction;
+    decode-only passes on ``decode_threads`` (default: half of them, at
+    least one). A decode pass reads the weights and does little arithmetic:
+    on 2 Zen 4 cores one thread decoded the quickstart's replayed traffic as
+    fast as two (8.8 s against 9.2 s), and in whole quickstart runs, where
+    agent workers share the cores and preempt one of two threads that wait
+    on each other after every op, twice as fast (15.6 s against 30.4 s;
+    ``benchmarks/ENGINE.md``, session 9).
     """
 
     def __init__(
         self, model: Any, tokenizer: Any, max_batch: int, prefix_cache: PrefixCache, prefill_chunk: int,
-        reply_cache: ReplyCache | None = None,
+        reply_cache: ReplyCache | None = None, decode_threads: int | None = None,
     ) -> None:
         self.model, self.tokenizer = model, tokenizer
         self.device = next(model.parameters()).device
+        self.threads = torch.get_num_threads()
+        self.decode_threads = (decode_threads or max(1, self.threads // 2)) if self.device.type == "cpu" else self.threads
         self._cache_kw = cache_kwarg_name(model)
         if model.config._attn_implementation != PACKED_ATTENTION:
             enable_packing(model, self._cache_kw, calibration_ids(tokenizer)[0].tolist())
@@ -225,6 +236,9 @@ class BatchRunner:
             if seq.filled == len(seq.prompt):
                 keep.append(segment.hi - 1)
                 completing.append(seq)
+        threads = self.threads if chunks else self.decode_threads
+        if threads != torch.get_num_threads():
+            torch.set_num_threads(threads)
         logits = forward_packed(self.model, tokens, positions, segments, keep, self._cache_kw)
         samplers = rows + completing
         picked = pick_tokens(logits, [s.request.temperature for s in samplers], [s.generator for s in samplers])

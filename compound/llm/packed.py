@@ -37,6 +37,7 @@ from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
 
 from compound.llm.base import LLMError
 from compound.llm.decode_batch import DecodeBatch
+from compound.llm.int4 import Int4Linear
 from compound.llm.int8 import Int8Linear
 from compound.llm.kv import to_cache
 
@@ -183,7 +184,7 @@ def output_logits(head: Any, hidden: torch.Tensor) -> torch.Tensor:
 
 
 def quantized(model: Any) -> bool:
-    return any(isinstance(module, Int8Linear) for module in model.modules())
+    return any(isinstance(module, (Int8Linear, Int4Linear)) for module in model.modules())
 
 
 def enable_packing(model: Any, cache_kw: str, probe: Sequence[int]) -> None:

@@ -5,9 +5,10 @@ the full prompt, one prompt at a time. Token equality is asserted for float32
 weights: int8 activations round to a grid, so a float rounding difference
 between chunked and whole-prompt attention, or between a padded batch and a
 single row (harmless in float32), can move a value across a rounding boundary
-and at a near-tie flip a greedy token. The int8 engine (the CPU default) runs
-the same code paths; its tests check it alone against ``generate`` and in a
-batch for sanity, and its quality is judged on the quickstart's held-out success.
+and at a near-tie flip a greedy token. The int4 engine (the CPU default) and
+the int8 one run the same code paths; their tests check them against
+``generate`` on the same quantised model, and their quality is judged on the
+quickstart's held-out success.
 """
 
 import asyncio
@@ -154,16 +155,52 @@ async def test_long_generations_with_rows_leaving_joining_and_relayout_match_gen
 def int8_engine():
     from compound.llm.hf import HFEngine
 
-    engine = HFEngine(max_batch=4, max_wait_ms=50, dtype="float32", quantize="auto", reuse_replies=False)  # auto: int8 for float32 on CPU
+    engine = HFEngine(max_batch=4, max_wait_ms=50, dtype="float32", quantize="int8", reuse_replies=False)
     yield engine
     engine.close()
 
 
-def test_auto_is_int8_on_cpu(int8_engine):
+def test_int8_replaces_every_linear_layer(int8_engine):
     from compound.llm.int8 import Int8Linear
 
     assert int8_engine.quantize == "int8"
     assert isinstance(int8_engine.model.lm_head, Int8Linear)
+
+
+@pytest.fixture(scope="module")
+def int4_engine():
+    from compound.llm.hf import HFEngine
+    from compound.llm.int4 import kernel_available
+
+    if not kernel_available():
+        pytest.skip("auto takes int4 only on a CPU with torch's AVX-512 4-bit kernel")
+    engine = HFEngine(max_batch=4, max_wait_ms=50, dtype="float32", reuse_replies=False)  # quantize: auto
+    yield engine
+    engine.close()
+
+
+def test_auto_is_the_embedded_ggufs_own_4_bit_weights(int4_engine):
+    from compound.llm.int4 import LOSSLESS, Int4Linear
+
+    assert int4_engine.quantize == "int4"
+    layers = [m for m in int4_engine.model.modules() if isinstance(m, Int4Linear)]
+    assert len(layers) == 30 * 7  # q, k, v, o, gate, up, down of 30 layers; the output layer stays float32
+    assert max(layer.error for layer in layers) <= LOSSLESS
+    assert isinstance(int4_engine.model.lm_head, torch.nn.Linear)
+
+
+async def test_int4_engine_alone_and_batched_matches_generate_on_the_same_int4_model(int4_engine, agent_conversation):
+    int4_engine.clear_prefix_cache()
+    for messages in (agent_conversation(21, 0), [{"role": "user", "content": "Describe a kitchen in detail."}]):
+        alone = await int4_engine.generate(messages, max_tokens=40)
+        assert alone.cached_prompt_tokens == 0
+        assert alone.text == reference_greedy(int4_engine, messages, 40)
+        int4_engine.clear_prefix_cache()
+    # decode rows go through the 4-bit kernel, whose rows do not depend on each other: batched rows decode alike
+    conversations = [agent_conversation(e, turns) for e, turns in ((1, 0), (2, 3), (3, 1))]
+    results = await asyncio.gather(*(int4_engine.generate(m, max_tokens=MAX_TOKENS) for m in conversations))
+    for messages, result in zip(conversations, results):
+        assert result.text == reference_greedy(int4_engine, messages)
 
 
 async def test_int8_engine_alone_matches_generate_on_the_same_int8_model(int8_engine, agent_conversation):
@@ -238,3 +275,25 @@ def test_a_prompt_sharing_a_prefix_with_one_in_progress_waits_for_its_states(hf_
             finished += runner.step()
     for seq, messages in ((first, short), (second, long)):
         assert seq in finished and seq.text == reference_greedy(hf_engine, messages)
+
+
+def test_decode_only_passes_run_on_the_decode_threads(hf_engine, agent_conversation):
+    """Passes with prompt tokens use torch's thread count at construction; decode-only passes ``decode_threads``."""
+    from compound.llm.hf_runner import BatchRunner, Request
+    from compound.llm.prefix_cache import PrefixCache
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert BatchRunner(hf_engine.model, hf_engine.tokenizer, 4, PrefixCache(0), 1024).decode_threads == 1  # default: half
+        runner = BatchRunner(hf_engine.model, hf_engine.tokenizer, 4, PrefixCache(0), 1024, decode_threads=1)
+        seen = []
+        with torch.inference_mode():
+            runner.admit(Request(agent_conversation(32, 0), MAX_TOKENS, 0.0, (), None))
+            while runner.rows:
+                prompt_pass = bool(runner.prefilling)
+                runner.step()
+                seen.append((prompt_pass, torch.get_num_threads()))
+        assert seen[0] == (True, 2) and (False, 1) in seen and all(n == (2 if p else 1) for p, n in seen)
+    finally:
+        torch.set_num_threads(threads)

@@ -73,11 +73,10 @@ def test_resolve_quantize():
     from compound.llm.base import LLMError
     from compound.llm.hf import resolve_quantize
 
-    assert resolve_quantize("auto", "cpu", torch.float32) == "int8"
     assert resolve_quantize("auto", "cpu", torch.bfloat16) == "none"
     assert resolve_quantize("auto", "cuda", torch.bfloat16) == "none"
     assert resolve_quantize("none", "cpu", torch.float32) == "none"
     with pytest.raises(LLMError, match="CPU only"):
         resolve_quantize("int8", "cuda", torch.float32)
     with pytest.raises(LLMError, match="not one of"):
-        resolve_quantize("int4", "cpu", torch.float32)
+        resolve_quantize("int2", "cpu", torch.float32)
