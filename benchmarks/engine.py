@@ -23,7 +23,8 @@ table and writes ``benchmarks/results/engine.json``.
 ``--compare REV`` instead measures engines side by side, each in its own
 process, back to back: the engine as of git revision ``REV`` (exported with
 ``git archive``, so "previous" is that code, not a switch in this one), this
-tree's engine with its defaults (float32), this tree's engine with ``quantize=int8``,
+tree's engine with its defaults (``quantize=auto``: the embedded GGUF's 4-bit
+weights on an AVX-512 CPU), with ``quantize=none`` (float32) and with ``quantize=int8``,
 and the CTranslate2 engine (int8, and float32 with ``quantize=none``).
 For each: prefill tokens/s (one ~600-token prompt, no prefix cache),
 single-stream and batch-8 decode tokens/s (the time of 33-token generations
@@ -159,7 +160,7 @@ def micro(args: argparse.Namespace) -> dict:
 
 
 def compare(args: argparse.Namespace) -> dict:
-    """Run previous / current / current-float32 engines in fresh processes, one after another."""
+    """Run the previous engine, the current one in three settings and CTranslate2's in fresh processes, one after another."""
     import subprocess
     import tempfile
 
@@ -169,6 +170,7 @@ def compare(args: argparse.Namespace) -> dict:
     engines = {
         f"previous ({args.compare})": ({"COMPOUND_BENCH_SRC": str(export)}, []),
         "current (defaults)": ({}, []),
+        "current, quantize=none": ({}, ["--quantize", "none"]),
         "current, quantize=int8": ({}, ["--quantize", "int8"]),
         "ct2 (int8)": ({}, ["--engine", "ct2"]),
         "ct2, quantize=none": ({}, ["--engine", "ct2", "--quantize", "none"]),
