@@ -168,7 +168,8 @@ class HFEngine:
         if prefix_cache_tokens is None:
             prefix_cache_tokens = int(prefix_cache_mb * 2**20) // kv_bytes_per_token(net.config, self.dtype)
         replies = ReplyCache(max_entries=REPLY_CACHE_ENTRIES if reuse_replies else 0)
-        self._runner = BatchRunner(net, tokenizer, max_batch, PrefixCache(prefix_cache_tokens), prefill_chunk, replies, decode_threads,
+        self._runner = BatchRunner(
+            net, tokenizer, max_batch, PrefixCache(prefix_cache_tokens), prefill_chunk, replies, decode_threads
         )
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._closed = False

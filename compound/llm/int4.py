@@ -87,8 +87,9 @@ class Int4Linear(nn.Module):
 
     @staticmethod
     def supports(linear: nn.Linear) -> bool:
-        """Bias-free layers on CPU whose input size is a multiple of the group."""
-        return linear.bias is None and linear.in_features % GROUP == 0 and linear.weight.device.type == "cpu"
+        """Bias-free layers on CPU whose input size is a multiple of the group, and output size of 16 (the kernel's tile)."""
+        shapes = linear.in_features % GROUP == 0 and linear.out_features % 16 == 0
+        return linear.bias is None and shapes and linear.weight.device.type == "cpu"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features)

@@ -57,12 +57,13 @@ def test_each_row_through_the_kernel_gives_the_same_numbers_alone_or_batched_wit
 def test_quantize_keeps_the_skipped_layer_and_layers_it_cannot_take():
     head = _q4_linear(64, 64)
     with_bias = nn.Linear(64, 64)  # biases: not taken
-    model = nn.Sequential(_q4_linear(128, 64), nn.ReLU(), with_bias, head)
     with_bias.weight.data = _q4_linear(64, 64).weight.data
+    narrow = nn.Linear(64, 10, bias=False)  # 10 outputs: the kernel packs 16 at a time
+    model = nn.Sequential(_q4_linear(128, 64), nn.ReLU(), with_bias, head, narrow)
     replaced, error = quantize_linears_int4(model, skip=head)
     assert replaced == 1 and error <= LOSSLESS
-    assert isinstance(model[0], Int4Linear) and model[2] is with_bias and model[3] is head
-    assert model(torch.randn(2, 128)).shape == (2, 64)
+    assert isinstance(model[0], Int4Linear) and model[2] is with_bias and model[3] is head and model[4] is narrow
+    assert model(torch.randn(2, 128)).shape == (2, 10)
 
 
 def test_lossless_only_leaves_a_float_model_as_it_is():
