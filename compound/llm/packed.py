@@ -216,8 +216,9 @@ def enable_packing(model: Any, cache_kw: str, probe: Sequence[int]) -> None:
             model, [*probe, *probe[half:]], [*range(len(probe)), *range(half, len(probe))], [whole, rest],
             [whole.hi - 1, rest.hi - 1], cache_kw,
         )
-    # Measured on SmolLM2-135M (logits up to ~33): a packed pass is off by 4e-5 in float32, 0.56 in bfloat16 and
-    # 1.2 with int8 linears (rounding of the cached half); attention without the prefix mask is off by ~10.
+    # Measured on SmolLM2-135M (logits up to ~33): a packed pass is off by 4e-5 in float32, 0.56 in bfloat16, 0.24
+    # with 4-bit linears and 1.2 with int8 ones (rounding of the cached half); attention without the prefix mask is
+    # off by ~10.
     tolerance = (1e-3 if reference.dtype == torch.float32 and not quantized(model) else 0.1) * float(reference.abs().max())
     if float((logits.float() - reference.float()).abs().max()) > tolerance:
         model.set_attn_implementation(before)

@@ -190,12 +190,7 @@ def test_auto_is_the_embedded_ggufs_own_4_bit_weights(int4_engine):
 
 
 async def test_int4_engine_alone_and_batched_matches_generate_on_the_same_int4_model(int4_engine, agent_conversation):
-    int4_engine.clear_prefix_cache()
-    for messages in (agent_conversation(21, 0), [{"role": "user", "content": "Describe a kitchen in detail."}]):
-        alone = await int4_engine.generate(messages, max_tokens=40)
-        assert alone.cached_prompt_tokens == 0
-        assert alone.text == reference_greedy(int4_engine, messages, 40)
-        int4_engine.clear_prefix_cache()
+    await _alone_matches_generate(int4_engine, agent_conversation)
     # decode rows go through the 4-bit kernel, whose rows do not depend on each other: batched rows decode alike
     conversations = [agent_conversation(e, turns) for e, turns in ((1, 0), (2, 3), (3, 1))]
     results = await asyncio.gather(*(int4_engine.generate(m, max_tokens=MAX_TOKENS) for m in conversations))
@@ -203,13 +198,18 @@ async def test_int4_engine_alone_and_batched_matches_generate_on_the_same_int4_m
         assert result.text == reference_greedy(int4_engine, messages)
 
 
-async def test_int8_engine_alone_matches_generate_on_the_same_int8_model(int8_engine, agent_conversation):
-    int8_engine.clear_prefix_cache()
+async def _alone_matches_generate(engine, agent_conversation):
+    """40 greedy tokens of two prompts, each alone and uncached, equal ``generate`` on the engine's own model."""
+    engine.clear_prefix_cache()
     for messages in (agent_conversation(21, 0), [{"role": "user", "content": "Describe a kitchen in detail."}]):
-        alone = await int8_engine.generate(messages, max_tokens=40)
+        alone = await engine.generate(messages, max_tokens=40)
         assert alone.cached_prompt_tokens == 0
-        assert alone.text == reference_greedy(int8_engine, messages, 40)
-        int8_engine.clear_prefix_cache()
+        assert alone.text == reference_greedy(engine, messages, 40)
+        engine.clear_prefix_cache()
+
+
+async def test_int8_engine_alone_matches_generate_on_the_same_int8_model(int8_engine, agent_conversation):
+    await _alone_matches_generate(int8_engine, agent_conversation)
 
 
 async def test_int8_engine_batches_and_reuses_prefixes(int8_engine, agent_conversation):

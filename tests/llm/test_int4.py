@@ -1,4 +1,5 @@
-"""4-bit linear layers: lossless repacking of 4-bit weights, row independence through the kernel, the dense path."""
+"""4-bit linear layers: lossless repacking of 4-bit weights, row independence through the kernel, the dense path;
+and how ``llm.quantize`` resolves."""
 
 import pytest
 import torch
@@ -83,7 +84,10 @@ def test_resolve_quantize():
     assert resolve_quantize("auto", "cpu", torch.bfloat16) == "none"
     assert resolve_quantize("auto", "cuda", torch.bfloat16) == "none"
     assert resolve_quantize("int4", "cpu", torch.float32) == "int4"
-    with pytest.raises(LLMError, match="CPU only"):
-        resolve_quantize("int4", "cuda", torch.float32)
+    assert resolve_quantize("int8", "cpu", torch.float32) == "int8"
+    assert resolve_quantize("none", "cpu", torch.float32) == "none"
+    for opt_in in ("int4", "int8"):
+        with pytest.raises(LLMError, match="CPU only"):
+            resolve_quantize(opt_in, "cuda", torch.float32)
     with pytest.raises(LLMError, match="not one of"):
         resolve_quantize("int3", "cpu", torch.float32)

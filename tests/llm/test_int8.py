@@ -65,18 +65,3 @@ def test_calibration_records_every_layer():
     wrapped = Wrapper()
     assert quantize_linears(wrapped, torch.randn(1, 5, 64)) == 2
     assert all(m.smooth is not None for m in model if isinstance(m, Int8Linear))
-
-
-def test_resolve_quantize():
-    import pytest
-
-    from compound.llm.base import LLMError
-    from compound.llm.hf import resolve_quantize
-
-    assert resolve_quantize("auto", "cpu", torch.bfloat16) == "none"
-    assert resolve_quantize("auto", "cuda", torch.bfloat16) == "none"
-    assert resolve_quantize("none", "cpu", torch.float32) == "none"
-    with pytest.raises(LLMError, match="CPU only"):
-        resolve_quantize("int8", "cuda", torch.float32)
-    with pytest.raises(LLMError, match="not one of"):
-        resolve_quantize("int2", "cpu", torch.float32)
