@@ -73,7 +73,7 @@ class LLMConfig(_Section):
     quantize: Literal["auto", "int4", "int8", "none"] = Field(
         "auto",
         description="hf engine: auto = int4 for float32 on an AVX-512 CPU when it keeps every weight (the embedded Q4_1 GGUF's), "
-        "else none; int4 = 4-bit linear layers (quickstart 92-122 s against float32's 186 s, 586740c's 214-219 s, on 2 Zen 4 "
+        "else none; int4 = 4-bit linear layers (quickstart 92-122 s against float32's 186 s, 586740c's 214-239 s, on 2 Zen 4 "
         "cores, same held-out success); int8 = int8 linear layers (no-examples success fell from 44% to 19-25%); none = weights as loaded. "
         "ct2 engine: int8 (auto, int8) or float32 (none) CTranslate2 weights.",
     )

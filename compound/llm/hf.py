@@ -118,9 +118,9 @@ class HFEngine:
     ``quantize``: ``int4`` replaces the linear layers by 4-bit ones
     (``compound.llm.int4``): the embedded Q4_1 GGUF's own weights, read in
     8x fewer bytes, with bfloat16 rounding at each layer's input and output;
-    on 2 Zen 4 cores the quickstart ran in 92-122 s against 214-219 s before
-    the engine work (586740c, float32), with the same held-out success in
-    all 11 runs (benchmarks/ENGINE.md, session 9).
+    on 2 Zen 4 cores the quickstart ran in 92-122 s against 214-239 s before
+    the engine work (586740c, float32; 2.03x over two sittings), with the
+    same held-out success in all 14 runs (benchmarks/ENGINE.md, session 9).
     ``auto`` (default) is ``int4`` for float32 on a CPU with torch's
     AVX-512 4-bit kernel when that keeps every weight (a float model's
     weights would change: it keeps ``none``), else ``none``. ``int8``

@@ -22,7 +22,8 @@ embeddings, attention, output layer) stays as loaded (float32).
 Measured on 2 Zen 4 cores (``benchmarks/ENGINE.md``, session 9): a 3-token
 pass of the whole model 105 -> 24 ms; an 80-token prompt after 846 cached
 tokens 428 -> 300 ms; the quickstart's replayed traffic 104-121 s -> 73 s;
-whole quickstarts 214-219 s (586740c, float32) -> 92-122 s in one sitting.
+whole quickstarts 214-239 s (586740c, float32) -> 92-122 s, 2.03x over two
+sittings.
 
 What changes in the numbers: the weights do not, beyond rounding ``scale``
 and ``zero`` (or the dense copy) to bfloat16, ~1/500 of a quantisation
