@@ -30,8 +30,7 @@ from typing import Any, Sequence
 import torch
 
 from compound.llm.base import Completion, LLMError, Message
-from compound.llm.int4 import kernel_available as int4_kernel_available
-from compound.llm.int4 import quantize_linears_int4
+from compound.llm.int4 import kernel_available as int4_kernel_available, quantize_linears_int4
 from compound.llm.int8 import calibration_ids, quantize_linears
 from compound.llm.reply_cache import ReplyCache
 from compound.llm.kv import kv_bytes_per_token

@@ -21,7 +21,7 @@ embeddings, attention, output layer) stays as loaded (float32).
 
 Measured on 2 Zen 4 cores (``benchmarks/ENGINE.md``, session 9): a 3-token
 pass of the whole model 105 -> 24 ms; an 80-token prompt after 846 cached
-tokens 428 -> 300 ms; the quickstart's replayed traffic 104-121 s -> 73 s;
+tokens 428 -> 300 ms; the quickstart's replayed traffic 104-121 s -> 70-73 s;
 whole quickstarts 214-239 s (586740c, float32) -> 92-122 s, 2.03x over two
 sittings.
 
@@ -121,12 +121,17 @@ def quantize_linears_int4(model: nn.Module, skip: nn.Module | None = None, lossl
     Returns how many layers were replaced and the largest change of any
     weight (0.0 when they were 4-bit groups already, as a Q4_1 GGUF's). With
     ``lossless_only``, a model whose weights would change by more than
-    ``LOSSLESS`` keeps them all (and ``(0, error)`` comes back).
+    ``LOSSLESS`` keeps them all, and ``(0, error)`` comes back with the
+    first such layer's change: a float model shows it on its first layer,
+    so the rest are not packed for nothing.
     """
-    layers = [(parent, name, Int4Linear(child)) for parent, name, child in int4_targets(model, skip)]
-    error = max((layer.error for _, _, layer in layers), default=0.0)
-    if lossless_only and error > LOSSLESS:
-        return 0, error
+    layers, error = [], 0.0
+    for parent, name, child in int4_targets(model, skip):
+        layer = Int4Linear(child)
+        if lossless_only and layer.error > LOSSLESS:
+            return 0, layer.error
+        layers.append((parent, name, layer))
+        error = max(error, layer.error)
     for parent, name, layer in layers:
         setattr(parent, name, layer)
     return len(layers), error
