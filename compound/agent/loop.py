@@ -43,7 +43,7 @@ from compound.agent import prompts
 from compound.agent.actions import match_action, parse_action, parse_code
 from compound.agent.transcript import Transcript, assistant, system, user
 from compound.config import AgentConfig
-from compound.curation.base import Example, Retriever
+from compound.curation.retrieval import Example, Retriever
 from compound.envs.base import Env
 from compound.llm.base import Completion, LLMClient, Message
 from compound.types import ActionStatus, Observation, Step, StepResult, Task, Trajectory
@@ -118,6 +118,7 @@ async def run_episode(
     goal = task.goal.strip() or observation.text
     exclude = task.key
     action_kind = getattr(env, "action_kind", "line")
+    understands = getattr(env, "understands", None)  # the env's own parser, where its offered list is only a menu
     lead = prompts.instructions(action_kind, bool(observation.valid_actions), getattr(env, "code_language", "python"))
 
     episode_examples: list[Example] = []
@@ -173,7 +174,7 @@ async def run_episode(
         if action_kind == "code":
             action, status = parse_code(raw), "valid"
         else:
-            action, status = match_action(parse_action(raw), observation.valid_actions)
+            action, status = match_action(parse_action(raw), observation.valid_actions, understands=understands)
         result = env.step(action)
         steps.append(_step(observation, action, reasoning, raw, status, result))
         transcript.commit([kept_turn, *thought, assistant(action)])
@@ -224,6 +225,13 @@ def _step(
     )
 
 
+_PLAIN = (str, int, float, bool, type(None))
+
+
 def _json_safe(info: Mapping[str, Any]) -> dict[str, Any]:
     """The environment's step info as JSON values (what Parquet stores); anything else becomes its repr."""
-    return json.loads(json.dumps(dict(info), default=repr)) if info else {}
+    if not info:
+        return {}
+    if all(isinstance(k, str) and isinstance(v, _PLAIN) for k, v in info.items()):
+        return dict(info)  # already JSON values (the common case): no round trip through text
+    return json.loads(json.dumps(dict(info), default=repr))

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from compound.curation.base import Example
+from compound.curation.retrieval import Example
 from compound.llm.base import Message
 from compound.types import Step
 

@@ -35,6 +35,10 @@ class Env(Protocol):
     # Optional: ``action_kind = "code"`` for suites whose action is a whole
     # program (several lines, kept verbatim), with ``code_language`` (default
     # "python"); absent or "line" means one command per turn.
+    # Optional: ``understands(action) -> bool``, for suites whose parser takes
+    # more than the offered actions (ScienceWorld): True when the environment
+    # takes ``action`` as it is, so the agent sends it unchanged instead of
+    # mapping it onto an offered action.
 
     def tasks(self, split: str) -> Sequence[Task]: ...
 

@@ -11,6 +11,7 @@ target is a module that registers when imported.
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 import importlib.util
 import sys
 import traceback
@@ -99,21 +100,24 @@ def load_plugins(entries: list[str] | tuple[str, ...], dirs: list[str] | tuple[s
     (``my_envs:Echo``: the class is registered under its ``env_id``
     attribute), or a path to a ``.py`` file. ``dirs`` (the config's
     ``env.plugin_dirs``; ``load_config`` puts the config file's own folder
-    there) are searched before ``sys.path``, in every process that loads
-    the plugins, so a module next to the config works without PYTHONPATH.
-    Any failure, including a SyntaxError inside the plugin, is an
+    there) are where a named plugin module is looked for first, in every
+    process that loads the plugins, so a module next to the config works
+    without PYTHONPATH. The folders are then added at the END of
+    ``sys.path`` (so a plugin's own helper modules import), never before
+    it: a file there named like an installed module (``ray.py``) shadows
+    nothing. Any failure, including a SyntaxError inside the plugin, is an
     ``EnvError`` naming the entry and where it was looked for.
     """
-    for directory in reversed(list(dirs)):
+    for directory in dirs:
         if directory not in sys.path:
-            sys.path.insert(0, directory)
+            sys.path.append(directory)
     for entry in entries:
         module_name, _, attr = entry.partition(":")
         try:
             if module_name.endswith(".py"):
                 module = _import_file(Path(module_name))
             else:
-                module = importlib.import_module(module_name)
+                module = _import_from(module_name, dirs)
         except ModuleNotFoundError as exc:
             if exc.name and module_name.split(".")[0] != exc.name.split(".")[0]:
                 raise EnvError(f"env plugin {entry!r} imports {exc.name!r}, which is not installed") from exc
@@ -127,6 +131,22 @@ def load_plugins(entries: list[str] | tuple[str, ...], dirs: list[str] | tuple[s
             raise EnvError(f"env plugin {entry!r} failed to import: {_where(exc)}{type(exc).__name__}: {exc}") from exc
         if attr:
             _register_entry_point(entry, module, attr)
+
+
+def _import_from(module_name: str, dirs: list[str] | tuple[str, ...]) -> Any:
+    """Import ``module_name``, its top-level package taken from ``dirs`` when one of them holds it, else from sys.path."""
+    top = module_name.split(".")[0]
+    if top not in sys.modules and dirs:
+        spec = importlib.machinery.PathFinder.find_spec(top, list(dirs))
+        if spec is not None and spec.loader is not None:
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[top] = module
+            try:
+                spec.loader.exec_module(module)
+            except BaseException:
+                sys.modules.pop(top, None)
+                raise
+    return importlib.import_module(module_name)
 
 
 def _import_file(path: Path) -> Any:

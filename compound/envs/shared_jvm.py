@@ -269,3 +269,33 @@ def _stop_all() -> None:
         _SHARED.clear()
     for jvm in jvms:
         jvm.stop()
+
+
+class LeasedSimulatorEnv:
+    """The lifecycle of an environment whose simulator object holds a lease on a shared JVM.
+
+    Subclasses keep that object in ``self._game`` (None once closed) and the
+    episode in progress in ``self._episode``; ``alive`` is False once closed
+    or once the JVM died (a pool then makes a new instance instead of
+    lending this one), and ``close`` gives the object back: its JVM stops
+    (waited for) once no instance uses it.
+    """
+
+    _game: Any = None
+    _episode: Any = None
+
+    @property
+    def alive(self) -> bool:
+        return self._game is not None and self._game._lease.alive()
+
+    def close(self) -> None:
+        game, self._game = self._game, None
+        self._episode = None
+        if game is not None:
+            game.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,8 +1,8 @@
-"""A sandbox for untrusted generated code: a fresh limited process, named failure reasons.
+"""A sandbox for untrusted generated code: a kernel boundary around a fresh limited process.
 
-``run_untrusted`` is the one entry point; ``os_isolation()`` says which kernel
-layers (network namespace, read-only file system) this machine allows on top
-of the always-on resource limits and audit-hook guard.
+``run_untrusted`` is the one entry point; ``os_isolation()`` says which mode
+this machine allows (``namespaces``: the boundary; ``plain``: rlimits and a
+separate uid only) and every result lists the layers that were in force.
 """
 
 from compound.sandbox.isolation import Limits, OsIsolation, os_isolation

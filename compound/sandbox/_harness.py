@@ -1,13 +1,17 @@
-# The sandbox child's program. runner.py runs it as `python -I -B -c <codec.py + this file>`
-# in the run's temporary directory, so it may use only the standard library, NumPy, and the
-# names codec.py defines (encode_value, decode_value). It is never imported by compound.
+# The sandbox child's program. The launcher execs it as `python -I -S -B -c <codec.py + this file>`
+# in the candidate's work dir, so it may use only the standard library, the packages on the
+# request's import path (`site`), and the names codec.py defines (encode_value, decode_value).
+# It is never imported by compound.
 #
-# Order of events: read request.json; import the preloaded modules (NumPy first, so its own
-# imports of ctypes & co. happen before the guard); decode the arguments; install the audit
-# hook (it cannot be removed); run the untrusted code and the calls; write the result JSON
-# into the work dir and leave with os._exit, so no atexit handler or thread of the untrusted
-# code runs after us. A refused operation writes a "forbidden" result and ends the process
-# at once: code that catches the exception cannot carry on.
+# Order of events: read the request (JSON) from stdin to its end; import the preloaded modules
+# (NumPy first, so its own imports of ctypes & co. happen before the guard); decode the arguments;
+# install the audit hook; run the untrusted code and the calls; write one JSON report to fd 3 (a
+# pipe the runner owns) and leave with os._exit, so no atexit handler or thread of the untrusted
+# code runs after us. A refused operation writes a "forbidden" report and ends the process at once.
+#
+# The audit hook is only a first filter with readable reasons: code in this process can undo it
+# (NumPy alone gives raw memory access), so the kernel's namespaces are the boundary, and the
+# runner trusts nothing in the report beyond the candidate's own return values.
 
 import builtins
 import importlib
@@ -97,7 +101,7 @@ def make_guard(workdir, finish):
     forbidden = Forbidden
 
     def refuse(what):
-        finish({"status": "forbidden", "reason": "forbidden: " + what[:max_reason]})
+        finish({"status": "forbidden", "what": what[:max_reason]})
         raise forbidden(what)
 
     def absolute(event, path):
@@ -158,10 +162,10 @@ def make_guard(workdir, finish):
     return guard
 
 
-def make_finish(result_path):
+def make_finish(report_fd):
+    """The one writer of the report: a JSON object on the pipe at ``report_fd``, then exit."""
     state = {"done": False}
-    dumps, replace, flush_out, flush_err = json.dumps, os.replace, sys.stdout.flush, sys.stderr.flush
-    real_open, exit_now = builtins.open, os._exit
+    dumps, write, flush_out, flush_err, exit_now = json.dumps, os.write, sys.stdout.flush, sys.stderr.flush, os._exit
 
     def finish(payload):
         if state["done"]:
@@ -170,11 +174,11 @@ def make_finish(result_path):
         try:
             text = dumps(payload, allow_nan=True)
         except (TypeError, ValueError) as exc:
-            text = dumps({"status": "bad_output", "reason": _short(f"bad_output: {exc}")})
+            text = dumps({"status": "bad_output", "what": _short(str(exc))})
         try:
-            with real_open(result_path + ".tmp", "w", encoding="utf-8") as out:
-                out.write(text)
-            replace(result_path + ".tmp", result_path)
+            data = memoryview(text.encode("utf-8"))
+            while data:
+                data = data[write(report_fd, data) :]
             flush_out()
             flush_err()
         finally:
@@ -183,16 +187,19 @@ def make_finish(result_path):
     return finish
 
 
-def describe(exc):
-    line = ""
+def describe(exc, failed=None):
+    line = None
     for frame, lineno in traceback.walk_tb(exc.__traceback__):
         if frame.f_code.co_filename == "<sandboxed>":
-            line = f" (line {lineno})"
+            line = lineno
+    if isinstance(exc, SyntaxError) and exc.filename == "<sandboxed>":
+        line = exc.lineno
     try:
         message = str(exc)
     except BaseException:  # noqa: BLE001 - a hostile __str__
         message = "<unprintable>"
-    return _short(f"exception: {type(exc).__name__}: {message}{line}")
+    return {"status": "exception", "type": type(exc).__name__, "message": _short(message), "line": line,
+            "failed_call": failed}
 
 
 def disarm_fork_exec():
@@ -213,6 +220,7 @@ def disarm_fork_exec():
 
 
 def run(request, finish):
+    sys.path.extend(request.get("site", []))
     namespace = {"__name__": "__sandboxed__", "__builtins__": builtins}
     for alias, module in request.get("preload", {}).items():
         namespace[alias] = importlib.import_module(module)
@@ -231,35 +239,34 @@ def run(request, finish):
         entry = request.get("entry")
         function = namespace.get(entry) if entry else None
         if entry and not callable(function):
-            finish({"status": "exception", "reason": f"exception: NameError: the code defines no function {entry!r}"})
+            finish({"status": "exception", "type": "NameError", "message": f"the code defines no function {entry!r}"})
         for index, args in enumerate(calls if entry else ()):
             failed = index
             value = function(*args)
             try:
                 values.append(encode_value(value))  # noqa: F821 (codec.py)
             except (TypeError, ValueError) as exc:
-                finish({"status": "bad_output", "reason": _short(f"bad_output: {exc}"), "failed_call": index})
+                finish({"status": "bad_output", "what": _short(str(exc)), "failed_call": index})
         failed = None
     except Forbidden:
         raise
     except MemoryError:
-        finish({"status": "memory_limit", "reason": "memory_limit", "failed_call": failed})
+        finish({"status": "memory_limit", "failed_call": failed})
     except BaseException as exc:  # noqa: BLE001 - SystemExit, KeyboardInterrupt: all are the code's failure
-        finish({"status": "exception", "reason": describe(exc), "failed_call": failed})
-    finish({"status": "ok", "reason": "", "values": values})
+        finish(describe(exc, failed))
+    finish({"status": "ok", "values": values})
 
 
 def main():
-    with open("request.json", encoding="utf-8") as handle:
-        request = json.load(handle)
-    finish = make_finish(os.path.join(os.path.realpath(os.getcwd()), request["result_file"]))
+    request = json.loads(sys.stdin.buffer.read())
+    finish = make_finish(3)
     try:
         run(request, finish)
     except Forbidden:
         pass
     except BaseException as exc:  # noqa: BLE001 - whatever broke, report it
-        finish({"status": "exception", "reason": describe(exc)})
-    finish({"status": "bad_output", "reason": "bad_output: the harness ended without a result"})
+        finish(describe(exc))
+    finish({"status": "bad_output", "what": "the harness ended without a result"})
 
 
 main()

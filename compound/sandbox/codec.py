@@ -35,22 +35,31 @@ SAFE_DTYPES = frozenset(
 )
 _ARRAY = "__ndarray__"
 _TUPLE = "__tuple__"
+MAX_DEPTH = 32  # containers nested deeper than this do not cross (either way)
 
 
-def encode_value(value):
+def _deeper(depth):
+    if depth >= MAX_DEPTH:
+        raise ValueError(f"values nested deeper than {MAX_DEPTH} levels cannot cross the sandbox boundary")
+    return depth + 1
+
+
+def encode_value(value, depth=0):
     """Plain values pass; arrays, NumPy scalars and tuples become tagged dicts."""
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
+    if isinstance(value, (tuple, list, dict)):
+        depth = _deeper(depth)
     if isinstance(value, tuple):
-        return {_TUPLE: [encode_value(v) for v in value]}
+        return {_TUPLE: [encode_value(v, depth) for v in value]}
     if isinstance(value, list):
-        return [encode_value(v) for v in value]
+        return [encode_value(v, depth) for v in value]
     if isinstance(value, dict):
         if not all(isinstance(k, str) for k in value):
             raise TypeError("only dicts with str keys can cross the sandbox boundary")
         if _ARRAY in value or _TUPLE in value:
             raise TypeError(f"dict keys {_ARRAY!r} and {_TUPLE!r} are reserved")
-        return {k: encode_value(v) for k, v in value.items()}
+        return {k: encode_value(v, depth) for k, v in value.items()}
     return _encode_numpy(value)
 
 
@@ -74,22 +83,24 @@ def _encode_numpy(value):
     }
 
 
-def decode_value(obj):
+def decode_value(obj, depth=0):
     """The inverse of ``encode_value``; rejects anything outside the allowed shapes."""
     if obj is None or isinstance(obj, (bool, int, float, str)):
         return obj
     if isinstance(obj, list):
-        return [decode_value(v) for v in obj]
+        depth = _deeper(depth)
+        return [decode_value(v, depth) for v in obj]
     if not isinstance(obj, dict):
         raise TypeError(f"unexpected JSON value of type {type(obj).__name__}")
+    if _ARRAY in obj:
+        return _decode_array(obj)
+    depth = _deeper(depth)
     if _TUPLE in obj:
         items = obj[_TUPLE]
         if len(obj) != 1 or not isinstance(items, list):
             raise ValueError("malformed tuple")
-        return tuple(decode_value(v) for v in items)
-    if _ARRAY in obj:
-        return _decode_array(obj)
-    return {str(k): decode_value(v) for k, v in obj.items()}
+        return tuple(decode_value(v, depth) for v in items)
+    return {str(k): decode_value(v, depth) for k, v in obj.items()}
 
 
 def _decode_array(obj):

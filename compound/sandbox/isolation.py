@@ -1,77 +1,61 @@
-"""Operating-system layers of the sandbox: resource limits and Linux namespaces.
+"""What the sandbox's kernel boundary is made of, what this machine allows, and the launcher's plan.
 
-The in-process audit hook (``_harness.py``) refuses network, process and
-write operations, but an in-process guard can in principle be undone by code
-running in the same interpreter, so the kernel enforces what it can as well:
+In ``namespaces`` mode (root, or unprivileged user namespaces) every candidate
+runs in new user, PID, mount, network, IPC and UTS namespaces (``_launcher.py``
+builds them):
 
-- ``setrlimit`` in the child before ``exec``: CPU seconds, address space,
-  file size, open files, processes, no core files. ``RLIMIT_NPROC`` does not
-  bind root (the kernel exempts it), so under root the audit hook's refusal
-  of fork/spawn/exec is what stops a fork bomb, and the wall-clock timeout
-  kills the whole process group.
-- a new network namespace (no interfaces but a down loopback: nothing can be
-  reached, not even 127.0.0.1);
-- a new mount namespace in which every mount is read-only except a bind mount
-  of the run's temporary directory (``mount_setattr``, Linux >= 5.12);
-- under root, an empty capability bounding set and ``no_new_privs``: the
-  child keeps uid 0 but no capability, so even code that got past the audit
-  hook could not remount, re-enter the host's network namespace (``setns``)
-  or raise its limits.
+- its uid is 65534 (``nobody``) when the sandbox runs as root, otherwise the
+  caller's own unprivileged uid; no capability survives its ``exec``, and
+  ``no_new_privs`` is set;
+- it sees a fresh root: read-only binds of the system's shared libraries, the
+  interpreter's own install prefix (its ``site-packages`` masked), and only the
+  packages the candidate may import (``PACKAGES``, under ``/site``); no project
+  sources, no references, no home or run directories, no ``/proc``, ``/sys`` or
+  ``/etc`` (but ``ld.so.cache``);
+- it writes only to a fresh tmpfs at ``/tmp`` of ``Limits.disk_mb`` (and a
+  bounded number of inodes);
+- it cannot reach any network (only a down loopback) nor see, signal or trace
+  any process outside its PID namespace, whose pid 1 is the launcher's init:
+  when the candidate ends, or the runner closes the lifeline, everything in the
+  namespace is killed before the verdict is returned.
 
-The namespaces need root, or unprivileged user namespaces; ``os_isolation()``
-probes once per process what this machine allows and the runner uses exactly
-that, reporting it in every result. Nothing here is required: without it the
-audit hook and the rlimits still apply.
+Where namespaces are refused (e.g. an unprivileged Kubernetes pod with the
+default seccomp profile), ``plain`` mode keeps what needs no namespace: a fresh
+process in its own process group, uid 65534 when root, ``no_new_privs``, the rlimits,
+the report over a pipe; but it reads whatever the host lets ``nobody`` read and
+its stray processes may outlive the run. ``os_isolation()`` probes once per
+process which mode works and every result names its layers.
 """
 
 from __future__ import annotations
 
-import ctypes
+import atexit
 import functools
+import importlib.util
+import json
+import logging
 import math
 import os
 import resource
-import subprocess
+import shutil
+import site
 import sys
+import sysconfig
 import tempfile
-from collections.abc import Callable
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
-CLONE_NEWNS = 0x00020000
-CLONE_NEWUSER = 0x10000000
-CLONE_NEWNET = 0x40000000
-MS_BIND = 4096
-MS_REC = 16384
-MS_PRIVATE = 1 << 18
-AT_FDCWD = -100
-AT_RECURSIVE = 0x8000
-MOUNT_ATTR_RDONLY = 0x1
-SYS_MOUNT_SETATTR = 442  # the same number on every architecture since Linux 5.12
+log = logging.getLogger(__name__)
 
-
-class _MountAttr(ctypes.Structure):
-    _fields_ = [
-        ("attr_set", ctypes.c_uint64),
-        ("attr_clr", ctypes.c_uint64),
-        ("propagation", ctypes.c_uint64),
-        ("userns_fd", ctypes.c_uint64),
-    ]
-
-
-def _load_libc() -> ctypes.CDLL | None:
-    # Resolved here, in the parent: the child between fork and exec should
-    # only call functions, not load libraries.
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        return ctypes.CDLL(None, use_errno=True)
-    except OSError:
-        return None
-
-
-_LIBC = _load_libc()
-_SET_RDONLY = _MountAttr(MOUNT_ATTR_RDONLY, 0, 0, 0)
-_CLEAR_RDONLY = _MountAttr(0, MOUNT_ATTR_RDONLY, 0, 0)
+SANDBOX_UID = SANDBOX_GID = 65534  # "nobody"
+PACKAGES = ("numpy", "scipy")  # what a candidate may import besides the standard library
+SITE = "/site"  # where those packages appear inside
+WORKDIR = "/tmp"  # the only writable place inside
+DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
+SYSTEM_LIBRARIES = ("/usr/lib", "/usr/lib64", "/usr/lib32", "/lib", "/lib64", "/lib32")
+LOADER_CACHE = "/etc/ld.so.cache"
+MAX_INODES = 4096
 
 
 @dataclass(frozen=True)
@@ -84,9 +68,10 @@ class Limits:
     max_procs: int = 64
     max_file_mb: int = 16
     max_open_files: int = 64
+    disk_mb: int = 64
 
     def validate(self) -> None:
-        for name in ("cpu_s", "wall_s", "memory_mb", "max_procs", "max_file_mb", "max_open_files"):
+        for name in ("cpu_s", "wall_s", "memory_mb", "max_procs", "max_file_mb", "max_open_files", "disk_mb"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"sandbox limit {name} must be > 0, got {getattr(self, name)!r}")
 
@@ -107,162 +92,254 @@ class Limits:
 
 
 @dataclass(frozen=True)
-class OsIsolation:
-    """Which kernel-enforced layers this machine allows (probed, not assumed)."""
+class Layout:
+    """The candidate's view of the file system (namespaces mode) and its import path (both modes)."""
 
-    network_namespace: bool
-    readonly_filesystem: bool
-    user_namespace: bool
-    no_capabilities: bool = False
+    python: str
+    binds: tuple[tuple[str, str], ...]  # (host path, inside path), read-only
+    symlinks: tuple[tuple[str, str], ...]  # (link target, inside path)
+    masks: tuple[str, ...]  # inside paths covered by an empty read-only tmpfs
+    site: tuple[str, ...]  # import path entries inside the namespace
+    host_site: tuple[str, ...]  # import path entries in plain mode
+
+
+def interpreter() -> str:
+    """The real interpreter binary (a venv's ``python`` is a link to it, and its ``pyvenv.cfg`` stays outside)."""
+    return os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
+
+
+def package_dirs(packages: Sequence[str]) -> dict[str, str]:
+    """Installed top-level packages by name -> directory, found without importing them."""
+    found = {}
+    for name in packages:
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.submodule_search_locations:
+            found[name] = os.path.realpath(next(iter(spec.submodule_search_locations)))
+    return found
+
+
+def hidden_paths() -> list[str]:
+    """What must stay invisible even where it lies inside a bound directory: every site-packages
+    of the interpreter, the user's, the virtual environment, and compound's own sources."""
+    base = sys.base_prefix
+    paths = list(site.getsitepackages([base])) + [site.getusersitepackages()]
+    paths += [sys.prefix] if os.path.realpath(sys.prefix) != os.path.realpath(base) else []
+    paths += [sysconfig.get_paths(vars={"base": base, "platbase": base})[key] for key in ("purelib", "platlib")]
+    paths.append(str(Path(__file__).resolve().parents[1]))
+    return sorted({os.path.realpath(p) for p in paths})
+
+
+def _inside(path: str, parent: str) -> bool:
+    return path == parent or path.startswith(parent.rstrip("/") + "/")
+
+
+def build_layout(python: str, base_prefix: str, packages: Mapping[str, str], hidden: Sequence[str]) -> Layout:
+    """Binds for the shared libraries, the interpreter's prefix and each package; masks for
+    whatever of ``hidden`` those binds would show. Paths are real (symlinks resolved)."""
+    binds: list[tuple[str, str]] = []
+    symlinks: list[tuple[str, str]] = []
+    for path in SYSTEM_LIBRARIES:
+        if os.path.islink(path):
+            symlinks.append((os.readlink(path), path))
+        elif os.path.isdir(path):
+            binds.append((path, path))
+    for path in (os.path.realpath(base_prefix), os.path.dirname(python)):
+        if not any(_inside(path, target) for _, target in binds):
+            binds.append((path, path))
+    if os.path.isfile(LOADER_CACHE):
+        binds.append((LOADER_CACHE, LOADER_CACHE))
+    site_binds = []
+    for name, directory in packages.items():
+        site_binds.append((directory, f"{SITE}/{name}"))
+        libs = f"{directory}.libs"  # wheels' vendored shared libraries (numpy.libs, scipy.libs)
+        if os.path.isdir(libs):
+            site_binds.append((libs, f"{SITE}/{name}.libs"))
+    targets = {target for _, target in binds}
+    masks = tuple(h for h in hidden if h not in targets and any(_inside(h, t) for t in targets))
+    host_site = tuple(sorted({os.path.dirname(d) for d in packages.values()}))
+    return Layout(python, tuple(binds + site_binds), tuple(symlinks), masks, (SITE,), host_site)
+
+
+@functools.cache
+def system_layout(packages: tuple[str, ...] = PACKAGES) -> Layout:
+    return build_layout(interpreter(), sys.base_prefix, package_dirs(packages), hidden_paths())
+
+
+@functools.cache
+def _mount_point() -> str:
+    """An empty directory of this process's, over which each namespace mounts its own root
+    (in its own mount namespace: the host never sees anything mounted there)."""
+    path = tempfile.mkdtemp(prefix="compound-sandbox-root-")
+    atexit.register(_remove_empty_dir, path)
+    return path
+
+
+def _remove_empty_dir(path: str) -> None:
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass
+
+
+def mount_point() -> str:
+    path = _mount_point()
+    os.makedirs(path, mode=0o700, exist_ok=True)  # a temp-dir cleaner may have removed it
+    return path
+
+
+def harness_env(home: str) -> dict[str, str]:
+    """Nothing of ours leaks in (no tokens, no PYTHONPATH); one BLAS thread keeps RLIMIT_AS honest."""
+    return {
+        "PATH": "/usr/bin:/bin",
+        "HOME": home,
+        "TMPDIR": home,
+        "LANG": "C.UTF-8",
+        "PYTHONIOENCODING": "utf-8",
+        "PYTHONHASHSEED": "0",
+        "OPENBLAS_NUM_THREADS": "1",
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+    }
+
+
+@dataclass(frozen=True)
+class OsIsolation:
+    """Which mode this machine allows (probed, not assumed); ``note`` says what is missing and why."""
+
+    mode: str  # "namespaces" or "plain"
+    uid: int | None  # the candidate's uid when the sandbox changes it (running as root)
     note: str = ""
+    drop_capabilities: bool = False  # plain mode as root where uid 65534 cannot run the interpreter
+
+    @property
+    def boundary(self) -> bool:
+        """True when the kernel, not the audit hook, contains the candidate."""
+        return self.mode == "namespaces"
 
     @property
     def layers(self) -> tuple[str, ...]:
-        names = []
-        if self.network_namespace:
-            names.append("netns")
-        if self.readonly_filesystem:
-            names.append("readonly-fs")
-        if self.user_namespace:
-            names.append("userns")
-        if self.no_capabilities:
-            names.append("no-capabilities")
-        return tuple(names)
+        who = (f"uid-{self.uid}",) if self.uid is not None else ("own-uid",)
+        if self.mode == "namespaces":
+            return ("userns", "pidns", "mountns", "netns", "ipcns", "utsns", "fresh-root", "tmpfs-quota", *who,
+                    "no-new-privs")
+        caps = ("no-capabilities",) if self.drop_capabilities else ()
+        return ("own-process-group", *who, *caps, "no-new-privs")
 
 
-NO_OS_ISOLATION = OsIsolation(False, False, False, False, "OS isolation switched off")
-PR_SET_NO_NEW_PRIVS = 38
-PR_CAPBSET_DROP = 24
+NO_OS_ISOLATION = OsIsolation("plain", None, "OS isolation switched off")
 
 
-def _last_capability() -> int:
+def namespace_plan(layout: Layout, limits: Limits, argv: list[str], isolation: OsIsolation) -> dict:
+    uid = isolation.uid if isolation.uid is not None else os.getuid()
+    gid = SANDBOX_GID if isolation.uid is not None else os.getgid()
+    return {
+        "mode": "namespaces",
+        "map": "root" if isolation.uid is not None else "self",
+        "uid": uid,
+        "gid": gid,
+        "setgroups": isolation.uid is not None,
+        "root": mount_point(),
+        "binds": [list(b) for b in layout.binds],
+        "symlinks": [list(s) for s in layout.symlinks],
+        "masks": list(layout.masks),
+        "devices": [d for d in DEVICES if os.path.exists(d)],
+        "tmpfs": f"size={limits.disk_mb}m,nr_inodes={MAX_INODES},mode=0700,uid={uid},gid={gid}",
+        "cwd": WORKDIR,
+        "rlimits": [list(r) for r in limits.rlimits()],
+        "argv": argv,
+        "env": harness_env(WORKDIR),
+    }
+
+
+def plain_plan(limits: Limits, argv: list[str], isolation: OsIsolation, workdir: str) -> dict:
+    return {
+        "mode": "plain",
+        "uid": isolation.uid,
+        "gid": SANDBOX_GID if isolation.uid is not None else None,
+        "drop_capabilities": isolation.drop_capabilities,
+        "cwd": workdir,
+        "rlimits": [list(r) for r in limits.rlimits()],
+        "argv": argv,
+        "env": harness_env(workdir),
+    }
+
+
+PROBE = """import json, os, socket, sys
+sys.path.extend({site!r})
+problems = []
+for name in {packages!r}:
     try:
-        with open("/proc/sys/kernel/cap_last_cap") as handle:
-            return int(handle.read())
-    except (OSError, ValueError):
-        return 40
-
-
-def _check(rc: int, what: str) -> None:
-    if rc != 0:
-        errno = ctypes.get_errno()
-        raise OSError(errno, f"{what}: {os.strerror(errno)}")
-
-
-def _write_proc(path: str, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY)
+        __import__(name)
+    except Exception as exc:
+        problems.append(f"import {{name}}: {{exc}}")
+if {uid!r} is not None and os.getuid() != {uid!r}:
+    problems.append(f"uid {{os.getuid()}}")
+open("probe", "w").write("x")
+if {contained!r}:
     try:
-        os.write(fd, text.encode())
+        open(os.path.join(os.path.dirname(sys.executable), "probe"), "w")
+        problems.append("the interpreter's directory is writable")
+    except OSError:
+        pass
+    try:
+        socket.create_connection(("127.0.0.1", 9), timeout=1)
+        problems.append("the network is reachable")
+    except OSError:
+        pass
+os.write(3, json.dumps(problems).encode())
+"""
+
+
+def probe(isolation: OsIsolation) -> str | None:
+    """Run one real sandbox in this mode; None when it worked as it should, else why not."""
+    from compound.sandbox.process import (
+        launch,  # process needs nothing of this module's state
+    )
+
+    layout = system_layout()
+    packages = ["numpy"] if "numpy" in PACKAGES else []
+    site_path = list(layout.site if isolation.boundary else layout.host_site)
+    script = PROBE.format(site=site_path, packages=packages, uid=isolation.uid, contained=isolation.boundary)
+    argv = [layout.python, "-I", "-S", "-B", "-c", script]
+    workdir = None if isolation.boundary else tempfile.mkdtemp(prefix="compound-sandbox-probe-")
+    try:
+        if workdir is None:
+            plan = namespace_plan(layout, Limits(), argv, isolation)
+        else:
+            if isolation.uid is not None:
+                os.chown(workdir, isolation.uid, SANDBOX_GID)
+            plan = plain_plan(Limits(), argv, isolation, workdir)
+        done = launch(plan, b"", wall_s=30, max_report_bytes=65536, max_output_bytes=1 << 20, keep_output_bytes=2000)
+    except OSError as exc:
+        return f"could not start the launcher: {exc}"
     finally:
-        os.close(fd)
-
-
-def _enter_namespaces(workdir: bytes, network: bool, readonly: bool, user: tuple[int, int] | None) -> None:
-    """Runs in the child between fork and exec; order matters (see module doc).
-
-    ``user`` is the (uid, gid) to map onto itself in a new user namespace (non-root
-    callers): the same, unprivileged ids inside, so the capabilities that the
-    namespace grants for the mounts below are dropped again at ``exec`` and the
-    code cannot undo them. Without a mapping no file could be created at all."""
-    assert _LIBC is not None
-    flags = (CLONE_NEWNET if network else 0) | (CLONE_NEWNS if readonly else 0) | (CLONE_NEWUSER if user else 0)
-    _check(_LIBC.unshare(flags), "unshare")
-    if user:
-        uid, gid = user
-        _write_proc("/proc/self/setgroups", "deny")
-        _write_proc("/proc/self/uid_map", f"{uid} {uid} 1")
-        _write_proc("/proc/self/gid_map", f"{gid} {gid} 1")
-    if not readonly:
-        return
-    _check(_LIBC.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "make mounts private")
-    # Bind the work dir first: a bind mount copies the read-only flag of its source.
-    _check(_LIBC.mount(workdir, workdir, None, MS_BIND, None), "bind work dir")
-    size = ctypes.sizeof(_MountAttr)
-    _check(_LIBC.syscall(SYS_MOUNT_SETATTR, AT_FDCWD, b"/", AT_RECURSIVE, ctypes.byref(_SET_RDONLY), size), "ro /")
-    _check(_LIBC.syscall(SYS_MOUNT_SETATTR, AT_FDCWD, workdir, 0, ctypes.byref(_CLEAR_RDONLY), size), "rw work dir")
-
-
-def _drop_capabilities(last_cap: int) -> None:
-    """Empty the bounding set: after exec even uid 0 holds no capability."""
-    assert _LIBC is not None
-    _check(_LIBC.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
-    for cap in range(last_cap + 1):
-        _check(_LIBC.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), f"drop capability {cap}")
-
-
-def make_preexec(limits: Limits, workdir: str, isolation: OsIsolation) -> Callable[[], None]:
-    """The function ``subprocess.Popen`` runs in the child before ``exec``."""
-    triples = limits.rlimits()
-    workdir_bytes = os.fsencode(workdir)
-    user = (os.getuid(), os.getgid()) if isolation.user_namespace else None
-    last_cap = _last_capability()
-
-    def preexec() -> None:
-        for res, soft, hard in triples:
-            resource.setrlimit(res, (soft, hard))
-        if isolation.layers:
-            _enter_namespaces(workdir_bytes, isolation.network_namespace, isolation.readonly_filesystem, user)
-        if isolation.no_capabilities:
-            _drop_capabilities(last_cap)
-        # Popen changed directory before the mounts; re-enter so the cwd is the writable bind mount.
-        os.chdir(workdir)
-
-    return preexec
-
-
-def _probe(candidate: OsIsolation) -> bool:
-    """Start a child with these layers; it must write inside, fail outside its dir
-    (read-only file system) and hold no effective capability (when dropped)."""
-    script = "import os, sys\nopen('inside', 'w').write('x')\n"
-    if candidate.no_capabilities:
-        script += (
-            "caps = [l for l in open('/proc/self/status') if l.startswith(('CapEff', 'CapBnd'))]\n"
-            "if any(int(l.split()[1], 16) for l in caps):\n"
-            "    sys.exit(4)\n"
-        )
-    if candidate.readonly_filesystem:
-        script += (
-            "try:\n"
-            "    open(os.path.join(os.path.dirname(os.getcwd()), 'compound-probe-outside'), 'w')\n"
-            "except OSError:\n"
-            "    sys.exit(0)\n"
-            "sys.exit(3)\n"
-        )
-    readonly = candidate.readonly_filesystem
-    with tempfile.TemporaryDirectory(prefix="compound-probe-") as workdir:
-        try:
-            done = subprocess.run(
-                [sys.executable, "-I", "-B", "-c", script],
-                cwd=workdir,
-                preexec_fn=make_preexec(Limits(), workdir, candidate),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                timeout=20,
-                check=False,
-            )
-        except (subprocess.SubprocessError, OSError):
-            return False
-        finally:
-            stray = os.path.join(os.path.dirname(workdir), "compound-probe-outside")
-            if readonly and os.path.exists(stray):
-                os.unlink(stray)
-        return done.returncode == 0 and os.path.exists(os.path.join(workdir, "inside"))
+        if workdir is not None:
+            shutil.rmtree(workdir, ignore_errors=True)
+    if done.setup_error:
+        return done.setup_error
+    try:
+        problems = json.loads(done.report)
+    except ValueError:
+        return f"the probe failed (status {done.wait_status}): {done.stderr.decode(errors='replace')[-300:].strip()}"
+    return "; ".join(problems) if problems else None
 
 
 @functools.cache
 def os_isolation() -> OsIsolation:
-    """Probe (once per process) the strongest namespace set this machine allows."""
-    if _LIBC is None:
-        return OsIsolation(False, False, False, note="not Linux, or libc not loadable: rlimits and audit hook only")
+    """Probe (once per process) whether namespaces work here; otherwise the best plain mode, with why."""
     root = os.geteuid() == 0
-    for network, readonly in ((True, True), (True, False), (False, True)):
-        for drop in (True, False) if root else (False,):
-            candidate = OsIsolation(network, readonly, not root, drop)
-            if _probe(candidate):
-                missing = [] if readonly and network else ["read-only mounts" if not readonly else "network namespace"]
-                missing += [] if drop or not root else ["dropping capabilities"]
-                note = f"unavailable here: {', '.join(missing)}" if missing else ""
-                return OsIsolation(network, readonly, not root, drop, note)
-    how = "as root" if root else "through unprivileged user namespaces"
-    return OsIsolation(False, False, False, False, f"namespaces refused {how}: rlimits and audit hook only")
+    uid = SANDBOX_UID if root else None
+    if sys.platform.startswith("linux"):
+        problem = probe(OsIsolation("namespaces", uid))
+        if problem is None:
+            return OsIsolation("namespaces", uid)
+        how = "as root" if root else "through unprivileged user namespaces"
+        why = f"namespaces refused {how} ({problem})"
+    else:
+        why = "not Linux: no namespaces"
+    isolation = OsIsolation("plain", uid, f"{why}: plain mode, the candidate can read what uid {uid or os.getuid()} can")
+    if root and sys.platform.startswith("linux") and probe(isolation) is not None:
+        note = f"{why}; uid {uid} cannot run the interpreter: plain mode as root without capabilities"
+        isolation = OsIsolation("plain", None, note, drop_capabilities=True)
+    log.warning("sandbox: %s", isolation.note)
+    return isolation

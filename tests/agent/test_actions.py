@@ -113,3 +113,56 @@ def test_key_and_similarity() -> None:
     assert similarity("move nort", "move north") == 1.0  # a typo still pairs the word
     assert similarity("move west", "move east") == 0.5  # a different direction does not
     assert similarity("take coin coin", "take coin") == pytest.approx(0.8)
+
+
+SCIWORLD_OFFERED = (  # doors start open under "easy", so only "close" is offered for them
+    "close door to hallway",
+    "go to bathroom door",
+    "go to hallway",
+    "move orange to bathroom",
+    "pick up orange",
+    "inventory",
+    "use thermometer on orange",
+    "disconnect sodium chloride",
+)
+ALFWORLD_OFFERED = ("go to countertop 1", "move apple 1 to countertop 1", "take apple 1 from countertop 1", "look")
+
+
+@pytest.mark.parametrize(
+    "output, offered",
+    [
+        ("open door to hallway", SCIWORLD_OFFERED),  # not "close door to hallway"
+        ("go to bathroom", ("move orange to bathroom", "go to kitchen")),  # not "move orange to bathroom"
+        ("drop sodium chloride", SCIWORLD_OFFERED),  # not "disconnect sodium chloride"
+        ("examine orange", SCIWORLD_OFFERED),  # not "pick up orange"
+        ("read recipe in inventory", SCIWORLD_OFFERED),  # not "inventory"
+        ("use thermometer in inventory on orange in inventory", ("inventory", "look around")),
+        ("open fridge 1", ALFWORLD_OFFERED),
+    ],
+)
+def test_a_mapping_never_changes_the_verb(output: str, offered: tuple[str, ...]) -> None:
+    action, status = match_action(output, offered)
+    assert (action, status) == (output, "invalid")
+
+
+@pytest.mark.parametrize(
+    "output, offered, expected",
+    [
+        ("walk to countertop 1", ALFWORLD_OFFERED, "go to countertop 1"),  # walking is "go" where "move" puts
+        ("go north", TWX_ACTIONS, "move north"),  # and "move" where it walks
+        ("grab orange", SCIWORLD_OFFERED, "pick up orange"),
+        ("pick up the apple 1 from countertop 1", ALFWORLD_OFFERED, "take apple 1 from countertop 1"),
+        ("use thermometer on the orange", SCIWORLD_OFFERED, "use thermometer on orange"),
+    ],
+)
+def test_verbs_fold_into_the_ones_the_offered_actions_use(output: str, offered: tuple[str, ...], expected: str) -> None:
+    assert match_action(output, offered) == (expected, "mapped")
+
+
+def test_text_the_environment_understands_is_sent_as_itself() -> None:
+    understood = {"open door to hallway", "look at orange in inventory"}.__contains__
+    for output in ("open door to hallway", "look at orange in inventory"):
+        assert match_action(output, SCIWORLD_OFFERED, understands=understood) == (output, "valid")
+    # the offered spelling still wins an exact match, and what it does not understand is still mapped
+    assert match_action("Go To Hallway", SCIWORLD_OFFERED, understands=understood) == ("go to hallway", "valid")
+    assert match_action("grab orange", SCIWORLD_OFFERED, understands=understood) == ("pick up orange", "mapped")

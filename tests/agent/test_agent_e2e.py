@@ -13,7 +13,7 @@ import pytest
 from compound.agent import run_episode
 from compound.agent.actions import match_action, parse_action
 from compound.config import AgentConfig
-from compound.curation.base import NoExamples
+from compound.curation.retrieval.base import NoExamples
 from compound.envs import make
 from compound.types import Observation, StepResult, Task
 
@@ -59,7 +59,7 @@ def coin_env():
 
 @pytest.fixture(scope="module")
 def engine():
-    from compound.llm.hf import HFEngine
+    from compound.llm.hf.engine import HFEngine
 
     engine = HFEngine(max_batch=2, max_wait_ms=5)
     yield engine

@@ -14,7 +14,7 @@ import pytest
 from compound.agent import run_episode
 from compound.agent.actions import parse_code
 from compound.config import AgentConfig
-from compound.curation.base import NoExamples
+from compound.curation.retrieval.base import NoExamples
 from compound.envs import make
 from compound.envs.operators.catalog import get_operator
 from compound.llm.scripted import ScriptedLLM

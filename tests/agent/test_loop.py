@@ -13,7 +13,7 @@ import pytest
 
 from compound.agent import prompts, run_episode
 from compound.config import AgentConfig
-from compound.curation.base import Example, NoExamples
+from compound.curation.retrieval.base import Example, NoExamples
 from compound.llm.base import Message
 from compound.llm.scripted import ScriptedLLM
 from compound.types import Observation, Step, StepResult, Task

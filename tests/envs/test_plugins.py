@@ -1,6 +1,6 @@
 """Environments of a user's own, named in a config: found next to the config, in every form a user writes.
 
-The README's own example environment is written to a temporary folder, as a
+docs/environments.md's example environment is written to a temporary folder, as a
 newcomer would save it, and loaded without PYTHONPATH.
 """
 
@@ -125,3 +125,18 @@ def test_compound_envs_lists_a_plugin_named_only_in_a_config(tmp_path):
                              env=env, capture_output=True, text=True, timeout=120)
         assert out.returncode == 0, out.stderr
         assert "test/listed" in out.stdout
+
+
+def test_a_plugin_folder_shadows_no_installed_module(tmp_path, monkeypatch):
+    """A file beside a harmless plugin, named like an installed module, is not what a later import gets."""
+    write_plugin(tmp_path, "harmless_plugin", "test/harmless")
+    marker = tmp_path / "shadow-ran"
+    (tmp_path / "tabnanny.py").write_text(f"open({str(marker)!r}, 'w').write('x')\n")  # stdlib's tabnanny, not yet imported
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.delitem(sys.modules, "tabnanny", raising=False)
+    load_plugins(["harmless_plugin"], [str(tmp_path)])
+    import tabnanny
+
+    assert not marker.exists() and Path(tabnanny.__file__).parent != tmp_path
+    assert "test/harmless" in specs()
+    sys.modules.pop("tabnanny", None)

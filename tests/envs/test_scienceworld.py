@@ -38,7 +38,7 @@ def test_catalog_is_the_packages_task_list() -> None:
 
 
 def test_splits_are_the_packages_own(env: SciWorldEnv) -> None:
-    server = env._sw.server
+    server = env._game.server
     seen: set[str] = set()
     for split, method in (("train", "getVariationsTrain"), ("dev", "getVariationsDev"), ("test", "getVariationsTest")):
         tasks = env.tasks(split)
@@ -158,7 +158,7 @@ def test_bad_parameters_raise_env_error(params: dict, message: str) -> None:
 
 def test_make_by_id_and_close_ends_the_jvm() -> None:
     env = make("sciworld/lifespan-longest-lived", max_variations=1, step_limit=2, max_actions=0, jvm_heap_mb=256)
-    process = env._sw._gateway.java_process
+    process = env._game._gateway.java_process
     cmdline = Path(f"/proc/{process.pid}/cmdline")
     if cmdline.exists():  # Linux: the heap cap reached this JVM
         assert {b"-Xmx256m", b"-XX:+UseSerialGC"} <= set(cmdline.read_bytes().split(b"\0"))

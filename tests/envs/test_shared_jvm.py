@@ -95,7 +95,7 @@ def _shared(build, tasks, actions, steps) -> tuple[list[list], list[list]]:
 
 
 def _lease(env):
-    return (env._twx if hasattr(env, "_twx") else env._sw)._lease
+    return env._game._lease
 
 
 def _check_equivalent(build, tasks, actions, steps, *, compare=lambda transcript: transcript) -> None:
@@ -141,7 +141,7 @@ def test_sciworld_instances_on_one_jvm_play_as_separate_jvms():
 
 
 def _pid(env) -> int:
-    return env._twx._lease.pid
+    return env._game._lease.pid
 
 
 def test_broken_instance_leaves_the_jvm_and_a_killed_jvm_is_replaced():
@@ -164,7 +164,7 @@ def test_broken_instance_leaves_the_jvm_and_a_killed_jvm_is_replaced():
         assert [r["leases"] for r in shared_jvms() if r["pid"] == pid] == [3]  # two here, one in the pool
 
         os.kill(pid, signal.SIGKILL)
-        envs[0]._twx._lease._jvm.process.wait()  # reap it, so "gone" is what every check below sees
+        envs[0]._game._lease._jvm.process.wait()  # reap it, so "gone" is what every check below sees
         with pytest.raises(SimulatorLost, match=f"pid {pid}") as lost:
             envs[0].step("look around")
         assert classify(lost.value) == "transient"
@@ -193,7 +193,7 @@ def make_alone_first_observation(task) -> str:
 def test_last_close_stops_the_shared_jvm():
     pytest.importorskip("textworld_express")
     envs = [make("twx/arithmetic", train_size=1, dev_size=0, test_size=0) for _ in range(2)]
-    process = envs[0]._twx._lease._jvm.process
+    process = envs[0]._game._lease._jvm.process
     envs[0].close()
     assert process.poll() is None and envs[1].reset(envs[1].tasks("train")[0]).text
     envs[1].close()

@@ -172,7 +172,7 @@ def test_close_stops_every_jvm():
         env = TWXEnv("arithmetic", train_size=1, dev_size=0, test_size=0, shared_jvm=False)
         task = env.tasks("train")[0]
         env.reset(task)
-        processes.append(env._twx._gateway.java_process)
+        processes.append(env._game._gateway.java_process)
         assert processes[-1].pid in _java_children()
         env.close()
         env.close()  # idempotent

@@ -5,9 +5,18 @@ Per operator, successful trajectories are grouped by ``structural_key`` (the
 same solution with other names counts once); the most often found solution
 is tried first, re-verified in the sandbox exactly as it will be written
 (the run's record alone is not trusted), and the first that passes is kept.
-Solutions are concatenated as written, without their test scaffolding; one
-whose helper names would clash with another's is wrapped in a factory
-function so each keeps its own namespace.
+A solution is exported as its function definitions alone, regenerated from
+its syntax tree: no top-level statement of the solution survives (no
+assignments, classes, decorators, test calls or prints), a default value
+must be a literal or a dotted name, an annotation a plain type expression,
+and imports only of the numerical standard modules, NumPy and SciPy
+(``ALLOWED_IMPORTS``). So importing the module runs nothing but those
+imports and ``def`` statements: code that would behave differently outside
+the sandbox has nowhere to run. What is exported is re-verified exactly as
+written. One solution whose helper names would clash with another's is
+wrapped in a factory function so each keeps its own namespace. Text that
+comes from the run (its directory name, trajectory ids) is reduced to plain
+characters before it goes into the module.
 """
 
 from __future__ import annotations
@@ -21,10 +30,14 @@ from compound.envs.base import EnvError
 from compound.envs.operators.catalog import CATALOG, get_operator, operator_names
 from compound.envs.operators.verify import DEFAULT_LIMITS, extract_code, verify_submission
 from compound.sandbox import Limits
-from compound.types import Trajectory, from_arrow
+from compound.types import Trajectory
 
 HEADER_IMPORTS = ("import math", "import numpy", "import numpy as np")
-_KEPT = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Assign, ast.AnnAssign)
+#: Top-level modules a solution may import (importing anything else can run code of its own).
+ALLOWED_IMPORTS = frozenset({
+    "math", "cmath", "numpy", "scipy", "itertools", "functools", "operator", "collections", "typing", "numbers",
+    "statistics", "heapq", "bisect", "copy", "dataclasses", "enum", "string", "re", "warnings", "fractions", "decimal",
+})
 
 
 @dataclass(frozen=True)
@@ -35,25 +48,67 @@ class Exported:
     distinct_solutions: int
 
 
+def _plain(node: ast.expr | None, *, calls: bool = False) -> bool:
+    """Whether ``node`` evaluates without running code of the solution: constants, dotted names, and
+    (for annotations) subscripts, tuples, lists and ``|`` of those."""
+    if node is None:
+        return True
+    for leaf in ast.walk(node):
+        if not isinstance(leaf, (ast.Constant, ast.Name, ast.Attribute, ast.Load, ast.Tuple, ast.List, ast.Subscript,
+                                 ast.UnaryOp, ast.USub, ast.UAdd, ast.BinOp, ast.BitOr, ast.Slice)):
+            return False
+    return True
+
+
+def _clean_function(node: ast.FunctionDef) -> ast.FunctionDef | None:
+    """The definition without decorators or annotations that run code; None if a default value would run code."""
+    args = node.args
+    defaults = [d for d in [*args.defaults, *args.kw_defaults] if d is not None]
+    if not all(_plain(d) and not any(isinstance(x, (ast.Subscript, ast.BinOp)) for x in ast.walk(d)) for d in defaults):
+        return None
+    every = [*args.posonlyargs, *args.args, *args.kwonlyargs, *([args.vararg] if args.vararg else []),
+             *([args.kwarg] if args.kwarg else [])]
+    for arg in every:
+        if not _plain(arg.annotation):
+            arg.annotation = None
+    if not _plain(node.returns):
+        node.returns = None
+    node.decorator_list = []
+    return node
+
+
 def clean_solution(code: str) -> str | None:
-    """Keep imports, definitions and assignments; drop test calls, prints and
-    ``if __name__ == "__main__"`` blocks. None if the code does not parse."""
+    """The solution's imports (of ``ALLOWED_IMPORTS`` only) and function definitions, regenerated from its
+    syntax tree; every other top-level statement (assignments, classes, calls, ``if __name__ ...``) is dropped.
+    None if the code does not parse, defines nothing, imports another module, or has a default value that
+    would run code."""
     try:
         tree = ast.parse(code)
-    except (SyntaxError, ValueError):
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None
-    lines = code.splitlines()
-    kept = []
+    kept: list[ast.stmt] = []
     for node in tree.body:
-        if not isinstance(node, _KEPT):
-            continue
         if isinstance(node, ast.ImportFrom) and node.module == "__future__":
             continue
-        if isinstance(node, (ast.Import, ast.ImportFrom)) and ast.unparse(node) in HEADER_IMPORTS:
-            continue
-        first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
-        kept.append("\n".join(lines[first - 1 : node.end_lineno]))
-    return "\n\n\n".join(kept) + "\n" if kept else None
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            modules = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            if node_level(node) or not all(m.split(".")[0] in ALLOWED_IMPORTS for m in modules):
+                return None
+            if ast.unparse(node) not in HEADER_IMPORTS:
+                kept.append(node)
+        elif isinstance(node, ast.FunctionDef):
+            cleaned = _clean_function(node)
+            if cleaned is None:
+                return None
+            kept.append(cleaned)
+    if not any(isinstance(node, ast.FunctionDef) for node in kept):
+        return None
+    return "\n\n\n".join(ast.unparse(node) for node in kept) + "\n"
+
+
+def node_level(node: ast.Import | ast.ImportFrom) -> int:
+    """A relative import's level (0 for ``import x`` and absolute ``from x import y``)."""
+    return getattr(node, "level", 0) or 0
 
 
 def _bindings(snippet: str) -> dict[str, str | None]:
@@ -102,12 +157,12 @@ def _candidates(trajectories: list[Trajectory]) -> dict[str, list[tuple[str, str
 
 
 def _read_trajectories(run_dir: Path) -> list[Trajectory]:
-    path = Path(run_dir) / "trajectories.parquet"
-    if not path.is_file():
+    path = Path(run_dir) / "trajectories.parquet"  # a folder of Parquet parts (one file in older run directories)
+    if not path.exists():
         raise EnvError(f"no trajectories.parquet in {run_dir}: pass the directory of a finished run")
-    import pyarrow.parquet as pq
+    from compound.runs.safe_parquet import read_trajectory_file  # lazy: only the export reads a run directory
 
-    return from_arrow(pq.read_table(path))
+    return read_trajectory_file(path)
 
 
 def select_solutions(
@@ -137,17 +192,20 @@ def select_solutions(
 
 
 def _module_text(run_dir: Path, chosen: list[Exported]) -> str:
+    from compound.runs.safe_read import plain_text  # lazy: only the export reads a run directory
+
     parts = [
-        f'"""Operator library exported by compound from run {Path(run_dir).name!r}.\n\n'
+        f'"""Operator library exported by compound from run {plain_text(Path(run_dir).resolve().name)}.\n\n'
         "Every function passed compound's sandboxed verifier against its NumPy reference\n"
         'on random shapes. Generated by `compound library export`; edit at your own risk.\n"""\n\n'
+        + "from __future__ import annotations\n\n"
         + "\n".join(HEADER_IMPORTS)
         + f"\n\n__all__ = {[e.name for e in chosen]!r}\n"
     ]
     for e in chosen:
         op = get_operator(e.name)
         parts.append(
-            f"\n\n# ---- {e.name} (family {op.family}; from trajectory {e.trajectory_id}; "
+            f"\n\n# ---- {e.name} (family {op.family}; from trajectory {plain_text(e.trajectory_id)}; "
             f"{e.distinct_solutions} structurally distinct solution(s) in the run)\n{e.snippet.rstrip()}\n"
         )
     return "".join(parts)
@@ -186,15 +244,27 @@ def test_matches_reference(name, seed):
 
 
 def export_library(
-    run_dir: Path, out: Path, *, name: str = "operator_library", limits: Limits = DEFAULT_LIMITS
+    run_dir: Path, out: Path, *, name: str = "operator_library", limits: Limits = DEFAULT_LIMITS, own_out: bool = False
 ) -> Path:
     """Write ``out/<name>.py`` (the verified operators) and ``out/test_<name>.py``; return the module path.
+
+    Each file is written new and renamed into place, so a symbolic link
+    there is replaced, not written through. ``own_out``: ``out`` lies inside
+    the run directory (the default ``RUN_DIR/library``), which may come
+    from anyone: a link on the way to either file is refused.
 
     >>> export_library(Path("runs/ops-1"), Path("lib"))  # doctest: +SKIP
     PosixPath('lib/operator_library.py')
     """
     if not name.isidentifier():
         raise EnvError(f"library name {name!r} is not a Python identifier; pick a module name like 'my_ops'")
+    from compound.runs.files import atomic_write_bytes
+    from compound.runs.safe_read import output_path
+
+    out = Path(out)
+    fix = "remove the link, or pass --out DIR"
+    module = output_path(out, f"{name}.py", fix) if own_out else out / f"{name}.py"  # refused before any verifying
+    tests = output_path(out, f"test_{name}.py", fix) if own_out else out / f"test_{name}.py"
     trajectories = _read_trajectories(Path(run_dir))
     chosen = select_solutions(trajectories, limits=limits)
     if not chosen:
@@ -202,9 +272,6 @@ def export_library(
             f"no verified operator solution in {run_dir}: the run has no successful operators/* trajectory "
             "whose code passes the verifier again"
         )
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    module = out / f"{name}.py"
-    module.write_text(_module_text(Path(run_dir), chosen), encoding="utf-8")
-    (out / f"test_{name}.py").write_text(_test_text(name, chosen), encoding="utf-8")
+    atomic_write_bytes(module, _module_text(Path(run_dir), chosen).encode("utf-8"))
+    atomic_write_bytes(tests, _test_text(name, chosen).encode("utf-8"))
     return module

@@ -1,10 +1,12 @@
 """The strict verifier: extract code, run it in the sandbox on random inputs, compare.
 
-Why the comparison happens here and not in the sandbox: the untrusted code
-could patch any checker that shares its process. The sandbox only returns
-the candidate's outputs (as JSON data); the reference runs here, on copies of
-the same inputs, and ``compare_outputs`` decides. Reasons are short, because
-they are the agent's next observation.
+Why the reference and the comparison stay here and not in the sandbox: the
+untrusted code could read or patch anything that shares its process or its
+file system. The references run in this process, on copies of the inputs;
+the sandbox gets only the inputs (its file system holds no compound source)
+and returns only the candidate's outputs (as JSON data); ``compare_outputs``
+decides. Reasons are short, because they are the agent's next observation,
+and are built here from the sandbox's named reason, never from raw output.
 """
 
 from __future__ import annotations
@@ -160,10 +162,11 @@ def verify_submission(
         max_procs=limits.max_procs,
         max_file_mb=limits.max_file_mb,
         max_open_files=limits.max_open_files,
+        disk_mb=limits.disk_mb,
     )
     if not result.ok:
         reason = _explain(result.reason, limits)
-        if result.failed_call is not None:
+        if result.failed_call is not None and 0 <= result.failed_call < len(inputs):
             i = result.failed_call
             reason = f"check {i + 1}/{n_checks} (inputs: {describe_inputs(inputs[i])}): {reason}"
         return Verdict(False, reason, result.failed_call or 0, n_checks, result.reason, result.duration_s)

@@ -32,7 +32,9 @@ held a median of ~900 actions per step (max ~5,200).
 tier, actions naming a word of the goal come first, then alphabetical order,
 so the list is deterministic. The list is a menu, not a whitelist: ``step``
 sends any text to ScienceWorld, whose parser also takes aliases the list
-never shows (``examine X``, ``drop X``, ``X in inventory``).
+never shows (``examine X``, ``drop X``, ``X in inventory``), and the agent
+sends text the parser takes as it is (``SciWorldEnv.understands``) rather
+than mapping it onto the menu.
 
 When ScienceWorld answers "Ambiguous request" it waits for the number of the
 meaning intended; then the offered actions are exactly those numbers.

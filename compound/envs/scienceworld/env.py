@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import warnings
 import weakref
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -49,6 +50,8 @@ from compound.envs.scienceworld.catalog import (
     simplification_for,
 )
 from compound.envs.scienceworld.jvm import DEFAULT_JVM_HEAP_MB, start_simulator
+from compound.envs.scienceworld.parser import parser_takes
+from compound.envs.shared_jvm import LeasedSimulatorEnv
 from compound.types import Observation, StepResult, Task
 
 _NOT_UNDERSTOOD = ("No known action matches that input", "Unknown action.")
@@ -67,7 +70,7 @@ class _Episode:
     over: bool = False
 
 
-class SciWorldEnv:
+class SciWorldEnv(LeasedSimulatorEnv):
     """ScienceWorld tasks of one type (``sciworld/<task>``) or of all 30 (``sciworld/all``).
 
     Parameters (the config's ``env.params``): ``simplification`` ("easy" by
@@ -96,7 +99,7 @@ class SciWorldEnv:
         jvm_heap_mb: int | None = DEFAULT_JVM_HEAP_MB,
         shared_jvm: bool = True,
     ) -> None:
-        self._sw: Any = None  # set first so close() works if anything below fails
+        self._game: Any = None  # set first so close() works if anything below fails
         self.task_names = check_task_names(task_names)
         self.env_id = env_id or default_env_id(self.task_names)
         self.simplification = check_simplification(simplification)
@@ -114,7 +117,8 @@ class SciWorldEnv:
         self.max_actions = max_actions
         self._tasks: dict[str, tuple[Task, ...]] = {}
         self._episode: _Episode | None = None
-        self._sw = start_simulator(jvm_heap_mb, shared_jvm)
+        self._warned_parser = False
+        self._game = start_simulator(jvm_heap_mb, shared_jvm)
         _LIVE.add(self)
 
     # ---------------------------------------------------------------- tasks
@@ -197,24 +201,23 @@ class SciWorldEnv:
             },
         )
 
-    @property
-    def alive(self) -> bool:
-        """False once closed or once its JVM died (a pool then makes a new instance instead of lending this one)."""
-        return self._sw is not None and self._sw._lease.alive()
+    def understands(self, action: str) -> bool:
+        """True when ScienceWorld's own parser takes ``action`` as it is (asked without acting; ``parser.py``).
 
-    def close(self) -> None:
-        """Give this instance's simulator object back; its JVM stops (waited for) once no instance uses it."""
-        sw, self._sw = self._sw, None
-        self._episode = None
-        if sw is None:
-            return
-        sw.close()
-
-    def __enter__(self) -> "SciWorldEnv":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        The offered list is a menu, not a whitelist: the agent sends text the
+        parser takes unchanged instead of mapping it onto the menu, so a
+        correct action (``open door to hallway`` with the door already open,
+        ``focus on thermometer in inventory``) is always sent as itself.
+        """
+        episode = self._episode
+        if episode is None or episode.over or not action.strip():
+            return False
+        answer = parser_takes(self._server(), action)
+        if answer is None and not self._warned_parser:
+            self._warned_parser = True
+            warnings.warn("ScienceWorld's parser cannot be asked in this version; actions are matched to the "
+                          "offered list only", RuntimeWarning, stacklevel=2)  # fmt: skip
+        return bool(answer)
 
     def __del__(self) -> None:
         try:
@@ -224,9 +227,9 @@ class SciWorldEnv:
 
     # -------------------------------------------------------------- helpers
     def _server(self) -> Any:
-        if self._sw is None:
+        if self._game is None:
             raise EnvError(f"{self.env_id}: the environment is closed; make a new one")
-        return self._sw.server
+        return self._game.server
 
     def _start(self, task: Task, *, gold_path: bool) -> Observation:
         server = self._server()
@@ -264,7 +267,7 @@ class SciWorldEnv:
         server = self._server()
         combos = json.loads(str(server.getValidActionObjectCombinationsJSON()))["validActions"]
         inventory = [c["obj_ids"][0] for c in combos if c["action"] == "look in inventory" and c.get("obj_ids")]
-        held = held_object_ids(self._sw.getObjectTree(), inventory) if inventory else frozenset()
+        held = held_object_ids(self._game.getObjectTree(), inventory) if inventory else frozenset()
         return offer_actions(combos, held=held, goal=goal, max_actions=self.max_actions)
 
 

@@ -12,6 +12,12 @@ After ``max_steps`` actions without ``submit`` the episode is truncated; with
 score the last query when turns run out) the last result is scored then, and
 ``success`` can be true on a truncated episode.
 
+Every query (the gold one too, under ``gold_time_limit_s``) runs under the
+executor's limits (``executor.py``): ``time_limit_s`` of wall-clock time,
+values of at most ``max_value_bytes`` and results of at most
+``max_result_bytes``; a query stopped by one fails with an error naming the
+limit, and the step's ``info["stopped_by"]`` names it too.
+
 A gold query that fails on its database (possible in a user's own directory)
 makes the task unsolvable; the step's ``info`` says ``gold_error``.
 
@@ -84,6 +90,8 @@ class SqlEnv:
         gold_time_limit_s: float = 60.0,
         max_rows: int = 20,
         max_chars: int = 2_000,
+        max_result_bytes: int = 8 * 2**20,
+        max_value_bytes: int = 2**20,
         order: str = "always",
         submit_on_truncation: bool = True,
     ) -> None:
@@ -97,6 +105,8 @@ class SqlEnv:
         self.gold_time_limit_s = _positive("gold_time_limit_s", gold_time_limit_s, float)
         self.max_rows = _positive("max_rows", max_rows)
         self.max_chars = _positive("max_chars", max_chars)
+        self.max_result_bytes = _positive("max_result_bytes", max_result_bytes)
+        self.max_value_bytes = _positive("max_value_bytes", max_value_bytes)
         self.order = order
         self.submit_on_truncation = bool(submit_on_truncation)
         if source == "dir":
@@ -138,7 +148,12 @@ class SqlEnv:
     def database(self, db_id: str) -> ReadOnlyDatabase:
         """The (cached) read-only connection to one database."""
         if db_id not in self._connections:
-            self._connections[db_id] = ReadOnlyDatabase(self._db_paths[db_id], time_limit_s=self.time_limit_s)
+            self._connections[db_id] = ReadOnlyDatabase(
+                self._db_paths[db_id],
+                time_limit_s=self.time_limit_s,
+                max_result_bytes=self.max_result_bytes,
+                max_value_bytes=self.max_value_bytes,
+            )
         return self._connections[db_id]
 
     def gold_query(self, task: Task) -> str:
@@ -181,6 +196,8 @@ class SqlEnv:
             ep.last = self.database(ep.record.db_id).run(query)
         text = format_result(ep.last, max_rows=self.max_rows, max_chars=self.max_chars)
         info = {"rows": len(ep.last.rows or []), "error": ep.last.error, "capped": ep.last.capped}
+        if ep.last.stopped_by:
+            info["stopped_by"] = ep.last.stopped_by
         if ep.steps >= self.max_steps:
             if self.submit_on_truncation:
                 text += "\nStep limit reached; your last result was submitted."

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from compound.envs.base import SPLITS, EnvError
-from compound.envs.shared_jvm import EXIT_ON_OOM, JVMSpec, lease, on_lease
+from compound.envs.shared_jvm import EXIT_ON_OOM, JVMSpec, LeasedSimulatorEnv, lease, on_lease
 from compound.envs.textworld_express.games import (
     DEFAULT_SPLIT_SIZES,
     check_game,
@@ -61,7 +61,7 @@ class _Episode:
     over: bool = False
 
 
-class TWXEnv:
+class TWXEnv(LeasedSimulatorEnv):
     """One TextWorldExpress game (``twx/<game>``); parameters come from the config's ``env.params``.
 
     ``game_params`` (or the same names as keywords, e.g. ``numLocations=3``)
@@ -88,7 +88,7 @@ class TWXEnv:
         shared_jvm: bool = True,
         **params: Any,
     ) -> None:
-        self._twx: Any = None  # set first so close() works if anything below fails
+        self._game: Any = None  # set first so close() works if anything below fails
         self.game = check_game(game)
         self.env_id = f"twx/{game}"
         self.game_params = validate_game_params(game, merge_game_params(game_params, params))
@@ -101,7 +101,7 @@ class TWXEnv:
         self._loaded: dict[str, int] | None = None
         self._episode: _Episode | None = None
         self._tasks: dict[str, tuple[Task, ...]] = {}
-        self._twx = _start_twx(env_step_limit, shared_jvm)
+        self._game = _start_twx(env_step_limit, shared_jvm)
         try:
             self._load(self.game_params)
         except BaseException:
@@ -124,15 +124,15 @@ class TWXEnv:
     def _make_tasks(self, split: str) -> list[Task]:
         self._require_open()
         available = {
-            "train": self._twx.getValidSeedsTrain,
-            "dev": self._twx.getValidSeedsDev,
-            "test": self._twx.getValidSeedsTest,
+            "train": self._game.getValidSeedsTrain,
+            "dev": self._game.getValidSeedsDev,
+            "test": self._game.getValidSeedsTest,
         }[split]()
         self._episode = None
         self._load(self.game_params)
         tasks = []
         for seed in first_seeds(split, available, self.sizes[split]):
-            _, infos = self._twx.reset(seed=seed, gameFold=split, generateGoldPath=False)
+            _, infos = self._game.reset(seed=seed, gameFold=split, generateGoldPath=False)
             tasks.append(
                 Task(
                     env_id=self.env_id,
@@ -160,7 +160,7 @@ class TWXEnv:
         """
         infos = self._reset(task, gold_path=True)
         self._episode_start(task, infos)
-        return [str(a) for a in self._twx.getGoldActionSequence()]
+        return [str(a) for a in self._game.getGoldActionSequence()]
 
     def step(self, action: str) -> StepResult:
         """Send ``action`` as is; an action outside the valid list gets TextWorldExpress's own answer."""
@@ -170,7 +170,7 @@ class TWXEnv:
         if episode.over:
             raise EnvError(f"{self.env_id}: the episode of {episode.task.task_id} is over; call reset(task)")
         valid = action in episode.valid_actions
-        observation, _, _, infos = self._twx.step(action)
+        observation, _, _, infos = self._game.step(action)
         episode.steps += 1
         score = float(infos["score"])
         reward, episode.score = score - episode.score, score
@@ -195,24 +195,6 @@ class TWXEnv:
             },
         )
 
-    @property
-    def alive(self) -> bool:
-        """False once closed or once its JVM died (a pool then makes a new instance instead of lending this one)."""
-        return self._twx is not None and self._twx._lease.alive()
-
-    def close(self) -> None:
-        """Give this instance's game object back; its JVM stops (waited for) once no instance uses it."""
-        twx, self._twx = self._twx, None
-        self._episode = None
-        if twx is not None:
-            twx.close()
-
-    def __enter__(self) -> "TWXEnv":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def __del__(self) -> None:
         try:
             self.close()
@@ -224,7 +206,7 @@ class TWXEnv:
         if self._loaded == game_params:
             return
         try:
-            self._twx.load(self.game, format_game_params(game_params))
+            self._game.load(self.game, format_game_params(game_params))
         except ValueError as exc:
             self._loaded = None
             message = str(exc).strip()
@@ -232,7 +214,7 @@ class TWXEnv:
         self._loaded = dict(game_params)
 
     def _require_open(self) -> None:
-        if self._twx is None:
+        if self._game is None:
             raise EnvError(f"{self.env_id}: the environment is closed; make a new one")
 
     def _reset(self, task: Task, *, gold_path: bool) -> dict[str, Any]:
@@ -245,7 +227,7 @@ class TWXEnv:
             raise EnvError(f"task {task.key!r} lacks a valid 'fold' and integer 'seed' in its params: {dict(params)}")
         self._episode = None
         self._load(validate_game_params(self.game, params.get("game_params", self.game_params)))
-        _, infos = self._twx.reset(seed=seed, gameFold=fold, generateGoldPath=gold_path)
+        _, infos = self._game.reset(seed=seed, gameFold=fold, generateGoldPath=gold_path)
         return infos
 
     def _episode_start(self, task: Task, infos: Mapping[str, Any]) -> Observation:
