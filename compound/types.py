@@ -206,6 +206,63 @@ class ExampleSet:
 # Arrow
 # --------------------------------------------------------------------------
 
+PARAM_KINDS: Mapping[str, str] = {
+    "k": "int",
+    "temperature": "float",
+    "retrieval": "choice",
+    "diversity": "float",
+    "store_budget": "int",
+}
+"""The hyper-parameters of one trial, by name, with the kind of domain a search gives each.
+
+``k``: examples an episode is shown (``k_episode`` in episode mode, ``k_plan``
+and ``k_step`` in flex mode); ``temperature``: training episodes' sampling
+temperature; ``retrieval``: ``flex`` or ``episode``; ``diversity``: the MMR
+weight in [0, 1] when choosing the k examples; ``store_budget``: most
+retrievable trajectories the trial's store keeps (only with a budget set).
+"""
+
+
+@dataclass(frozen=True)
+class TrialParams:
+    """One trial's hyper-parameters: what population-based training searches and every episode of the trial honours.
+
+    A record of plain values, so it travels in episode specs and is written
+    to ``lineage.jsonl`` as a mapping (``as_dict``; ``store_budget`` only when
+    set) and read back (``from_dict``).
+
+    >>> p = TrialParams(k=2, temperature=0.0, retrieval="episode", diversity=0.0)
+    >>> p.as_dict()
+    {'k': 2, 'temperature': 0.0, 'retrieval': 'episode', 'diversity': 0.0}
+    >>> TrialParams.from_dict({**p.as_dict(), "k": 3}) == p.replace(k=3)
+    True
+    """
+
+    k: int
+    temperature: float
+    retrieval: str
+    diversity: float
+    store_budget: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {"k": self.k, "temperature": self.temperature, "retrieval": self.retrieval, "diversity": self.diversity}
+        if self.store_budget is not None:
+            out["store_budget"] = self.store_budget
+        return out
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "TrialParams":
+        unknown = sorted(set(values) - set(PARAM_KINDS))
+        if unknown:
+            raise ValueError(f"unknown trial hyper-parameter(s) {unknown}; known: {list(PARAM_KINDS)}")
+        budget = values.get("store_budget")
+        return cls(int(values["k"]), float(values["temperature"]), str(values["retrieval"]), float(values["diversity"]),
+                   None if budget is None else int(budget))
+
+    def replace(self, **changes: Any) -> "TrialParams":
+        return TrialParams.from_dict({**self.as_dict(), **changes})
+
+
 STEP_TYPE = pa.struct(
     [
         ("observation", pa.string()),
@@ -282,9 +339,38 @@ def trajectory_from_row(row: Mapping[str, Any]) -> Trajectory:
     return Trajectory(**{name: values[name] for name in TRAJECTORY_SCHEMA.names})
 
 
+def _list_column(lists: Sequence[Sequence[Any]], values: pa.Array, type_: pa.DataType) -> pa.Array:
+    offsets = [0]
+    for items in lists:
+        offsets.append(offsets[-1] + len(items))
+    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), values).cast(type_)
+
+
 def to_arrow(trajectories: Sequence[Trajectory]) -> pa.Table:
-    """Trajectories -> one Arrow table in ``TRAJECTORY_SCHEMA`` (lossless)."""
-    return pa.Table.from_pylist([trajectory_to_row(t) for t in trajectories], schema=TRAJECTORY_SCHEMA)
+    """Trajectories -> one Arrow table in ``TRAJECTORY_SCHEMA`` (lossless).
+
+    Built column by column (one Python list per field, the steps flattened
+    into one struct array), not row by row: the run directory and the
+    curator's checkpoint encode every trajectory of a run.
+    """
+    steps = [s for t in trajectories for s in t.steps]
+    step_columns = [pa.array([getattr(s, f) for s in steps], STEP_TYPE.field(f).type) for f in _STEP_FIELDS]
+    valid = _list_column([s.valid_actions for s in steps], pa.array([a for s in steps for a in s.valid_actions], pa.string()),
+                         STEP_TYPE.field("valid_actions").type)
+    info = pa.array(["{}" if not s.info else json.dumps(dict(s.info)) for s in steps], pa.string())
+    by_name = dict(zip(_STEP_FIELDS, step_columns), valid_actions=valid, info=info)
+    flat = pa.StructArray.from_arrays([by_name[f.name] for f in STEP_TYPE], fields=list(STEP_TYPE))
+    columns = []
+    for field_ in TRAJECTORY_SCHEMA:
+        name = field_.name
+        if name == "steps":
+            columns.append(_list_column([t.steps for t in trajectories], flat, field_.type))
+        elif name in ("example_ids", "retrievals"):
+            lists = [getattr(t, name) for t in trajectories]
+            columns.append(_list_column(lists, pa.array([i for items in lists for i in items], pa.string()), field_.type))
+        else:
+            columns.append(pa.array([getattr(t, name) for t in trajectories], field_.type))
+    return pa.Table.from_arrays(columns, schema=TRAJECTORY_SCHEMA)
 
 
 def from_arrow(table: pa.Table) -> list[Trajectory]:

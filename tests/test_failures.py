@@ -87,7 +87,7 @@ def test_an_address_that_listens_passes():
         wait_reachable(f"127.0.0.1:{s.getsockname()[1]}", timeout_s=5)
 
 
-@pytest.mark.parametrize("name", ["compound.failures", "compound.resume", "compound.tasks", "compound.distributed.runtime"])
+@pytest.mark.parametrize("name", ["compound.failures", "compound.runs.resume", "compound.tasks", "compound.distributed.runtime"])
 def test_docstring_examples_run(name):
     import doctest
     import importlib

@@ -2,8 +2,8 @@
 
 CTranslate2 ships prebuilt wheels on PyPI (no compile, unlike
 llama-cpp-python), runs Llama-architecture models such as SmolLM2 in int8 on
-CPU with its own kernels, and decodes about twice as fast per token as the hf
-engine on this model (``benchmarks/engine.py``, variant d). What it lacks is
+CPU with its own kernels, and decodes a single stream faster than the hf
+engine (``docs/engines.md``). What it lacks is
 the hf engine's prefix cache over *any* shared prefix: it can keep the model
 state after a "static prompt" and reuse it only for requests that start with
 exactly that prompt. So each request is split at a message boundary:
@@ -16,8 +16,8 @@ exactly that prompt. So each request is split at a message boundary:
 and a request re-anchors (caches a new, longer static prompt) once what
 follows would be longer than ``REANCHOR_TOKENS`` or the static prompt itself.
 CTranslate2 keeps every static prompt it caches, with no eviction, so after
-``max_cached_prompts`` of them the generator is reloaded (~0.2 s) to bound
-memory (~50-90 MB per cached prompt of ~550 tokens, measured).
+``max_cached_prompts`` of them the generator is reloaded (a fraction of a
+second) to bound memory (tens of MB per cached prompt).
 
 Requests run one at a time on one thread: CTranslate2 batches only prompts of
 equal length efficiently (the rest of a shorter row is decoded token by
@@ -50,7 +50,7 @@ REANCHOR_TOKENS = 256
 """A cached static prompt serves a request while at most this many tokens (or its own length) follow it."""
 
 QUANTIZE = {"auto": "int8", "int8": "int8", "none": "float32"}
-"""``llm.quantize`` -> CTranslate2's compute type on CPU."""
+"""``llm.ct2.quantize`` -> CTranslate2's compute type on CPU."""
 
 
 def import_ct2() -> Any:
@@ -172,6 +172,11 @@ class CT2Engine:
         end = {self.tokenizer.eos_token_id, self.tokenizer.convert_tokens_to_ids("<|im_end|>")}
         self._end_ids = sorted(i for i in end if isinstance(i, int) and i >= 0)
         self.reloads = 0
+
+    @property
+    def precision(self) -> dict[str, Any]:
+        """What runs: CTranslate2's compute type on the CPU, and its threads (the run directory's summary reports these)."""
+        return {"device": "cpu", "compute_type": self.quantize, "threads": self._threads}
 
     def _load(self) -> Any:
         return self._ct2.Generator(str(self.model_dir), device="cpu", compute_type=self.quantize, intra_threads=self._threads)

@@ -42,12 +42,19 @@ def _scripted() -> Callable[..., LLMClient]:
     return ScriptedLLM
 
 
+def _latency() -> Callable[..., LLMClient]:
+    from compound.llm.latency_model import LatencyModelLLM  # a test double: a GPU engine's pace, no model
+
+    return LatencyModelLLM
+
+
 ENGINES: dict[str, Callable[[], Callable[..., LLMClient]]] = {
     "hf": _hf,
     "ct2": _ct2,
     "openai": _openai,
     "vllm": _vllm,
     "scripted": _scripted,
+    "latency": _latency,
 }
 
 

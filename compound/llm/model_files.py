@@ -20,12 +20,16 @@ file. Anything else raises ``LLMError`` naming the path and the fix.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
+import io
 import json
+import logging
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +38,7 @@ from compound.data_packages import install_hint
 from compound.llm.base import LLMError
 
 DEFAULT_MODEL = "smollm2-135m"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -103,17 +108,22 @@ def _convert_gguf(gguf: Path, target: Path, record: dict[str, Any]) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     os.chmod(tmp, 0o755)  # mkdtemp makes it private; the cache may be shared
+    log.info("converting %s to a float32 copy in %s (once; later runs load the copy)", gguf.name, target)
+    started = time.monotonic()
     try:
         kwargs = {"gguf_file": gguf.name, "local_files_only": True}
-        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), dtype="float32", **kwargs)
-        # save_pretrained refuses a model that still claims to be GGUF-quantised,
-        # although its weights are already plain float tensors.
-        model.hf_quantizer = None
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        model.save_pretrained(str(tmp))
-        tokenizer.save_pretrained(str(tmp))
+        # one line before and one after instead of transformers' three progress bars (its GGUF
+        # reader's is plain tqdm, which no transformers setting turns off); errors still raise
+        with contextlib.redirect_stderr(io.StringIO()):
+            tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), **kwargs)
+            model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), dtype="float32", **kwargs)
+            # save_pretrained refuses a model that still claims to be GGUF-quantised,
+            # although its weights are already plain float tensors.
+            model.hf_quantizer = None
+            if hasattr(model.config, "quantization_config"):
+                del model.config.quantization_config
+            model.save_pretrained(str(tmp))
+            tokenizer.save_pretrained(str(tmp))
         (tmp / _SOURCE_RECORD).write_text(json.dumps(record))
         if target.exists():  # a stale copy: move it aside, then swap in the new one
             stale = Path(tempfile.mkdtemp(prefix=f".{target.name}.stale-", dir=target.parent))
@@ -126,6 +136,7 @@ def _convert_gguf(gguf: Path, target: Path, record: dict[str, Any]) -> None:
         except OSError:
             if not _copy_is_current(target, record):
                 raise
+        log.info("converted %s in %.0f s", gguf.name, time.monotonic() - started)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         for stale in target.parent.glob(f".{target.name}.stale-*"):

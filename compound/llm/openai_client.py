@@ -116,7 +116,7 @@ class OpenAIClient:
         stop: Sequence[str] | None = None,
         seed: int | None = None,
     ) -> Completion:
-        validate_request(messages, max_tokens, temperature, stop)
+        validate_request(messages, max_tokens, temperature, stop, seed)
         payload: dict[str, Any] = {
             "model": self.model_name,
             "messages": [{"role": m["role"], "content": m["content"]} for m in messages],

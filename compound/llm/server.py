@@ -8,8 +8,12 @@ calls, which the engine batches.
 
 Only what agents need is implemented: one choice (``n=1``), no streaming, text
 content (a list of ``{"type": "text"}`` parts is joined). Anything else is
-refused with a 400 that says so. It binds to loopback by default: there is no
-authentication.
+refused with a 400 that says so, as is every malformed value (a seed outside
+64 bits, text that is not valid Unicode, JSON nested too deep, ...). It binds
+to loopback by default: there is no authentication.
+
+What one client may cost (body size, open connections, header and body
+timeouts) is bounded by ``ServerLimits`` (``compound.llm.server_limits``).
 
 Engine failures keep their meaning over HTTP (``error_status``): a bad
 request (``BadRequest``) is a 400, an engine that cannot take the request now
@@ -24,6 +28,7 @@ taking GPU time.
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import threading
 import time
@@ -34,8 +39,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.requests import ClientDisconnect
 
 from compound.llm.base import BadRequest, EngineDead, EngineFailed, LLMClient, LLMError, Unavailable
+from compound.llm.server_limits import Refused, ServerLimits, check_head, read_body, uvicorn_settings
+from compound.llm.validation import SEED_MAX, SEED_MIN, validate_request
 
 
 class ChatMessage(BaseModel):
@@ -57,9 +65,9 @@ class ChatRequest(BaseModel):
     messages: list[ChatMessage] = Field(min_length=1)
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
-    temperature: float = Field(default=1.0, ge=0.0)
+    temperature: float = Field(default=1.0, ge=0.0, allow_inf_nan=False)
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=SEED_MIN, le=SEED_MAX)
     n: int = 1
     stream: bool = False
 
@@ -68,6 +76,26 @@ def _error(status: int, message: str, kind: str = "invalid_request_error", code:
            headers: dict[str, str] | None = None) -> JSONResponse:
     body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
     return JSONResponse(status_code=status, content=body, headers=headers)
+
+
+def _invalid(exc: ValidationError) -> str:
+    """One line naming the fields that are wrong (never echoing their values, which may be huge)."""
+    errors = exc.errors(include_url=False, include_input=False, include_context=False)
+    named = [f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in errors[:5]]
+    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+    return "invalid request: " + "; ".join(named) + more
+
+
+def _parse(body: bytes) -> ChatRequest | JSONResponse:
+    """The request, or the 400 that says what is wrong with it."""
+    try:
+        return ChatRequest.model_validate(json.loads(body))
+    except ValidationError as exc:
+        return _error(400, _invalid(exc))
+    except RecursionError:
+        return _error(400, "the request body is JSON nested too deep")
+    except ValueError:  # includes bytes that are not UTF-8
+        return _error(400, "the request body is not JSON")
 
 
 def error_status(exc: Exception) -> tuple[int, str, str | None]:
@@ -117,9 +145,15 @@ class ClientGone(Exception):
     """The client disconnected before its completion was ready; there is no one to answer."""
 
 
-def create_app(engine: LLMClient, served_model_name: str | None = None, default_max_tokens: int = 256) -> FastAPI:
+def create_app(
+    engine: LLMClient,
+    served_model_name: str | None = None,
+    default_max_tokens: int = 256,
+    limits: ServerLimits | None = None,
+) -> FastAPI:
     """A FastAPI app exposing ``engine``; the model is listed as ``served_model_name`` (default: the engine's)."""
     name = served_model_name or engine.model_name
+    limits = limits or ServerLimits()
     app = FastAPI(title="compound OpenAI-compatible server")
 
     @app.get("/v1/models")
@@ -129,25 +163,29 @@ def create_app(engine: LLMClient, served_model_name: str | None = None, default_
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> JSONResponse:
         try:
-            body = ChatRequest.model_validate(await request.json())
-        except ValidationError as exc:
-            return _error(400, f"invalid request: {exc.errors(include_url=False)}")
-        except ValueError:
-            return _error(400, "the request body is not JSON")
+            check_head(request, limits)
+            raw = await read_body(request, limits)
+        except Refused as refused:  # close the connection: the rest of the body is never read
+            return _error(refused.status, str(refused), headers={"Connection": "close"})
+        except ClientDisconnect:
+            return _error(499, "the client closed the connection", "client_closed_request")  # never read
+        body = _parse(raw)
+        if isinstance(body, JSONResponse):
+            return body
         if body.model and body.model != name:
-            return _error(404, f"model {body.model!r} is not served here; this server serves {name!r}", code="model_not_found")
+            return _error(404, f"model {body.model[:200]!r} is not served here; this server serves {name!r}", code="model_not_found")
         if body.stream:
             return _error(400, "streaming is not supported by this server; send stream=false")
         if body.n != 1:
             return _error(400, f"only n=1 is supported, got n={body.n}")
         stop = [body.stop] if isinstance(body.stop, str) else body.stop
-        work = engine.generate(
-            [{"role": m.role, "content": m.text()} for m in body.messages],
-            max_tokens=body.max_completion_tokens or body.max_tokens or default_max_tokens,
-            temperature=body.temperature,
-            stop=stop,
-            seed=body.seed,
-        )
+        messages = [{"role": m.role, "content": m.text()} for m in body.messages]
+        max_tokens = body.max_completion_tokens or body.max_tokens or default_max_tokens
+        try:  # the same checks every engine makes, so any engine behind the server answers 400 alike
+            validate_request(messages, max_tokens, body.temperature, stop, body.seed)
+        except BadRequest as exc:
+            return _error(400, str(exc))
+        work = engine.generate(messages, max_tokens=max_tokens, temperature=body.temperature, stop=stop, seed=body.seed)
         try:
             completion = await _unless_disconnected(request, work)
         except ClientGone:
@@ -187,11 +225,14 @@ def serve(
     port: int = 8000,
     served_model_name: str | None = None,
     log_level: str = "info",
+    limits: ServerLimits | None = None,
 ) -> None:
     """Serve ``engine`` until interrupted (what ``compound serve`` calls)."""
     import uvicorn
 
-    uvicorn.run(create_app(engine, served_model_name), host=host, port=port, log_level=log_level)
+    limits = limits or ServerLimits()
+    app = create_app(engine, served_model_name, limits=limits)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, **uvicorn_settings(limits))
 
 
 @dataclass
@@ -209,7 +250,11 @@ class BackgroundServer:
 
 
 def serve_in_background(
-    engine: LLMClient, host: str = "127.0.0.1", port: int = 0, served_model_name: str | None = None
+    engine: LLMClient,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    served_model_name: str | None = None,
+    limits: ServerLimits | None = None,
 ) -> BackgroundServer:
     """Start serving in a thread; ``port=0`` picks a free port. Returns once it accepts connections.
 
@@ -226,7 +271,9 @@ def serve_in_background(
         sock.close()
         raise LLMError(f"cannot listen on {host}:{port}: {exc}; choose another port") from exc
     bound_port = sock.getsockname()[1]
-    config = uvicorn.Config(create_app(engine, served_model_name), log_level="warning")
+    limits = limits or ServerLimits()
+    app = create_app(engine, served_model_name, limits=limits)
+    config = uvicorn.Config(app, log_level="warning", **uvicorn_settings(limits))
     server = uvicorn.Server(config)
     thread = threading.Thread(
         target=lambda: asyncio.run(server.serve(sockets=[sock])), name="compound-openai-server", daemon=True

@@ -168,6 +168,18 @@ class VLLMEngine:
             settings["distributed_executor_backend"] = distributed_executor_backend
         self._engine = self._vllm.AsyncLLM.from_engine_args(engine_args(self._vllm.AsyncEngineArgs, settings, engine_options or {}))
         self._closed = False
+        self._settings = settings
+
+    @property
+    def precision(self) -> dict[str, Any]:
+        """The dtype and quantization vLLM resolved (its model config's; the configured ones where it has none)."""
+        config = getattr(self._engine, "model_config", None)
+        return {
+            "device": "cuda",
+            "dtype": str(getattr(config, "dtype", self._settings["dtype"])).removeprefix("torch."),
+            "quantization": getattr(config, "quantization", None),
+            "tensor_parallel_size": self._settings["tensor_parallel_size"],
+        }
 
     def encode(self, messages: Sequence[Message]) -> list[int]:
         text = self.tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
@@ -182,7 +194,7 @@ class VLLMEngine:
         stop: Sequence[str] | None = None,
         seed: int | None = None,
     ) -> Completion:
-        validate_request(messages, max_tokens, temperature, stop)
+        validate_request(messages, max_tokens, temperature, stop, seed)
         started = time.perf_counter()
         v = self._vllm
         prompt_ids = self.encode(messages)

@@ -38,7 +38,7 @@ def agent_conversation():
 
 @pytest.fixture(scope="session")
 def hf_engine():
-    from compound.llm.hf import HFEngine
+    from compound.llm.hf.engine import HFEngine
 
     engine = HFEngine(max_batch=4, max_wait_ms=20, dtype="float32", quantize="none", reuse_replies=False)  # exact (see test_hf_engine.py)
     yield engine
@@ -47,7 +47,7 @@ def hf_engine():
 
 @pytest.fixture(scope="session")
 def hf_engine_no_prefix_cache():
-    from compound.llm.hf import HFEngine
+    from compound.llm.hf.engine import HFEngine
 
     engine = HFEngine(max_batch=4, prefix_cache_tokens=0, dtype="float32", quantize="none", reuse_replies=False)
     yield engine

@@ -11,7 +11,7 @@ import pytest
 from compound.llm.base import BadRequest, LLMClient, LLMError
 from compound.llm.ct2 import REANCHOR_TOKENS, converted_dir
 
-from tests.llm.test_hf_engine import reference_greedy
+from tests.llm.hf.test_hf_engine import reference_greedy
 
 pytestmark = pytest.mark.slow
 MAX_TOKENS = 12

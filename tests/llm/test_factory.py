@@ -14,7 +14,7 @@ def test_known_engines_build():
 
 
 def test_unknown_engine_names_the_choices():
-    with pytest.raises(LLMError, match=r"unknown engine 'gpt'.*\['ct2', 'hf', 'openai', 'scripted', 'vllm'\]"):
+    with pytest.raises(LLMError, match=r"unknown engine 'gpt'.*\['ct2', 'hf', 'latency', 'openai', 'scripted', 'vllm'\]"):
         make_llm("gpt")
 
 

@@ -122,7 +122,7 @@ async def test_tensor_parallel_configs_ask_vllm_for_the_ray_executor(fake):
     from compound.distributed.engines import engine_kwargs
 
     assert "distributed_executor_backend" not in engine_kwargs(LLMConfig(engine="vllm"))
-    kwargs = engine_kwargs(LLMConfig(engine="vllm", tensor_parallel_size=2, max_model_len=4096))
+    kwargs = engine_kwargs(LLMConfig(engine="vllm", vllm={"tensor_parallel_size": 2, "max_model_len": 4096}))
     assert kwargs["distributed_executor_backend"] == "ray"
     VLLMEngine(**{**kwargs, "model": "/models/some-local-model"})
     assert (fake.engine_args.distributed_executor_backend, fake.engine_args.tensor_parallel_size) == ("ray", 2)
