@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
-from typing import Callable, Iterable, TypeVar
+from typing import TypeVar
 
 T = TypeVar("T")
 
@@ -127,23 +127,3 @@ def structural_key(code: str) -> str:
         return "ast:" + hashlib.sha256(normalised_dump(code).encode()).hexdigest()
     except (SyntaxError, ValueError, RecursionError):
         return "raw:" + hashlib.sha256(code.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def dedup(solutions: Iterable[T], code: Callable[[T], str] | None = None) -> list[T]:
-    """The first solution of each structure, in input order.
-
-    ``code`` extracts the source text from a solution (default: the solution
-    is the text).
-
-    >>> dedup(["x = 1", "y = 1", "x = 2"])
-    ['x = 1', 'x = 2']
-    """
-    text_of = code or (lambda s: s)  # type: ignore[assignment, return-value]
-    seen: set[str] = set()
-    kept: list[T] = []
-    for solution in solutions:
-        key = structural_key(text_of(solution))  # type: ignore[arg-type]
-        if key not in seen:
-            seen.add(key)
-            kept.append(solution)
-    return kept

@@ -9,12 +9,11 @@ each.
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from compound.curation.errors import CurationError
-from compound.types import ExampleSet, Trajectory
 
 MINIBATCH_ROWS = 4096
 """From this many rows on, ``cluster_labels`` uses ``MiniBatchKMeans``: full k-means costs
@@ -120,27 +119,3 @@ def diverse_selection(
             if depth < len(members) and len(picks) < n:
                 picks.append(members[depth])
     return picks
-
-
-def trajectory_matrix(example_set: ExampleSet) -> np.ndarray:
-    """One row per trajectory: the normalised mean of its key and plan vectors (what it is and how it went)."""
-    emb = example_set.embeddings
-    if not emb:
-        raise CurationError("the example set carries no embeddings: build it with ExperienceStore.snapshot()")
-    rows = np.asarray(emb["key"], dtype=np.float32) + np.asarray(emb["plan"], dtype=np.float32)
-    return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
-
-
-def select_diverse(
-    example_set: ExampleSet,
-    n: int,
-    *,
-    utilities: Mapping[str, float] | None = None,
-    default_utility: float = 0.0,
-    n_clusters: int | None = None,
-    seed: int = 0,
-) -> list[Trajectory]:
-    """``diverse_selection`` over an example set's trajectories; ``utilities`` keyed by trajectory id."""
-    values = [(utilities or {}).get(t.id, default_utility) for t in example_set.trajectories]
-    picks = diverse_selection(trajectory_matrix(example_set), n, utilities=values, n_clusters=n_clusters, seed=seed)
-    return [example_set.trajectories[i] for i in picks]

@@ -10,32 +10,23 @@ shown as well as over which examples are kept.
 
 Everything here is decision math over plain values. Each decision is a
 JSON-serialisable record that the curator applies to its stores and appends
-to ``lineage.jsonl``; ``replay_params`` rebuilds every trial's
-hyper-parameters from those records alone. Randomness comes from
+to ``lineage.jsonl``, with every trial's hyper-parameters before and after. Randomness comes from
 ``numpy.random.default_rng([seed, segment])``, so a decision is a function of
 its inputs.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from compound.curation.errors import CurationError
 from compound.curation.trial_selection import select_trials
-
-PARAM_NAMES = ("k", "temperature", "retrieval", "diversity", "store_budget")
-"""The searchable hyper-parameters of one trial; the curator and the agent read them by these names.
-
-``k``: examples shown; ``temperature``: sampling temperature; ``retrieval``:
-retrieval mode (``"flex"`` or ``"episode"``); ``diversity``: the MMR
-trade-off in [0, 1]; ``store_budget``: most trajectories the store keeps.
-"""
+from compound.types import PARAM_KINDS
 
 KINDS = ("float", "int", "choice")
 
@@ -86,15 +77,24 @@ class HyperParam:
             return False
         return self.low <= value <= self.high  # type: ignore[operator]
 
+    def sample(self, rng: np.random.Generator) -> Any:
+        """A value drawn uniformly from the domain (ints: every whole number in [low, high] equally likely).
+
+        >>> HyperParam("k", "int", low=1, high=3).sample(np.random.default_rng(0)) in (1, 2, 3)
+        True
+        """
+        if self.kind == "float":
+            return float(rng.uniform(self.low, self.high))
+        if self.kind == "int":
+            return int(rng.integers(int(self.low), int(self.high) + 1))  # type: ignore[arg-type]
+        return self.choices[int(rng.integers(len(self.choices)))]
+
 
 DEFAULT_SPACE: tuple[HyperParam, ...] = (
-    HyperParam("k", "int", low=1, high=16),
-    HyperParam("temperature", "float", low=0.0, high=1.5),
-    HyperParam("retrieval", "choice", choices=("flex", "episode")),
-    HyperParam("diversity", "float", low=0.0, high=1.0),
-    HyperParam("store_budget", "int", low=32, high=100_000),
+    HyperParam("k", "int", low=1, high=8),
+    HyperParam("temperature", "float", low=0.0, high=1.0),
 )
-"""Bounds wide enough to search, narrow enough that every point is a sane run."""
+"""What ``curation.pbt.space`` searches unless a config says otherwise: examples shown and training temperature."""
 
 Space = Sequence[HyperParam] | Mapping[str, HyperParam]
 
@@ -103,8 +103,8 @@ def _as_space(space: Space) -> dict[str, HyperParam]:
     items = list(space.values()) if isinstance(space, Mapping) else list(space)
     out: dict[str, HyperParam] = {}
     for hp in items:
-        if hp.name not in PARAM_NAMES:
-            raise CurationError(f"curation.pbt.space.{hp.name}: unknown hyper-parameter; allowed: {list(PARAM_NAMES)}")
+        if hp.name not in PARAM_KINDS:
+            raise CurationError(f"curation.pbt.space.{hp.name}: unknown hyper-parameter; allowed: {list(PARAM_KINDS)}")
         out[hp.name] = hp
     return out
 
@@ -112,13 +112,12 @@ def _as_space(space: Space) -> dict[str, HyperParam]:
 def validate_space(space: Space, start: Mapping[str, Any]) -> dict[str, HyperParam]:
     """Check a search space against a trial's start values; return it as ``{name: HyperParam}``.
 
-    Every name must be one of ``PARAM_NAMES``; every searched hyper-parameter
+    Every name must be one of ``compound.types.PARAM_KINDS``; every searched hyper-parameter
     needs a start value inside its domain. Start values of names not in the
     space are allowed: they are held fixed.
 
-    >>> sorted(validate_space(DEFAULT_SPACE, {"k": 6, "temperature": 0.7, "retrieval": "flex",
-    ...                                       "diversity": 0.3, "store_budget": 1000}))
-    ['diversity', 'k', 'retrieval', 'store_budget', 'temperature']
+    >>> sorted(validate_space(DEFAULT_SPACE, {"k": 6, "temperature": 0.7, "retrieval": "flex", "diversity": 0.3}))
+    ['k', 'temperature']
     >>> validate_space([HyperParam("k", "int", low=1, high=4)], {"k": 6})
     Traceback (most recent call last):
     ...
@@ -126,8 +125,8 @@ def validate_space(space: Space, start: Mapping[str, Any]) -> dict[str, HyperPar
     """
     named = _as_space(space)
     for name in start:
-        if name not in PARAM_NAMES:
-            raise CurationError(f"curation.pbt.start.{name}: unknown hyper-parameter; allowed: {list(PARAM_NAMES)}")
+        if name not in PARAM_KINDS:
+            raise CurationError(f"curation.pbt.start.{name}: unknown hyper-parameter; allowed: {list(PARAM_KINDS)}")
     for name, hp in named.items():
         if name not in start:
             raise CurationError(f"curation.pbt.space.{name}: searched but the trial has no start value for it")
@@ -139,11 +138,7 @@ def validate_space(space: Space, start: Mapping[str, Any]) -> dict[str, HyperPar
 
 def _explore_one(hp: HyperParam, value: Any, rng: np.random.Generator, perturb: Sequence[float], resample_p: float) -> tuple[Any, str]:
     if rng.random() < resample_p:
-        if hp.kind == "float":
-            return float(rng.uniform(hp.low, hp.high)), "resample"
-        if hp.kind == "int":
-            return int(rng.integers(int(hp.low), int(hp.high) + 1)), "resample"  # type: ignore[arg-type]
-        return hp.choices[int(rng.integers(len(hp.choices)))], "resample"
+        return hp.sample(rng), "resample"
     factor = float(perturb[int(rng.integers(len(perturb)))])
     if hp.kind == "float":
         return float(min(max(value * factor, hp.low), hp.high)), "perturb"  # type: ignore[type-var]
@@ -167,8 +162,7 @@ def _check_explore_args(perturb: Sequence[float], resample_p: float) -> None:
 
 
 def _explore(params: Mapping[str, Any], space: Space, rng: np.random.Generator, perturb: Sequence[float], resample_p: float) -> tuple[dict, dict]:
-    named = validate_space(space, params)
-    _check_explore_args(perturb, resample_p)
+    named = _as_space(space)
     new, changes = dict(params), {}
     for name, hp in named.items():
         value, how = _explore_one(hp, params[name], rng, perturb, resample_p)
@@ -200,7 +194,8 @@ def explore(
     >>> new["k"] in (5, 7), new["diversity"] in (0.4, 0.6)
     (True, True)
     """
-    return _explore(params, space, rng, perturb, resample_p)[0]
+    _check_explore_args(perturb, resample_p)
+    return _explore(params, validate_space(space, params), rng, perturb, resample_p)[0]
 
 
 def _check_population(scores: Sequence[float], params: Sequence[Mapping[str, Any]]) -> list[float]:
@@ -225,6 +220,22 @@ def quantile_size(n_trials: int, quantile: float) -> int:
     if n_trials < 2:
         return 0
     return min(max(1, int(math.floor(n_trials * quantile + 1e-9))), n_trials // 2)
+
+
+def rank_population(
+    scores: Sequence[float], params: Sequence[Mapping[str, Any]], space: Space, *, segment: int, seed: int, quantile: float,
+) -> tuple[list[float], dict[str, HyperParam], list[int], list[int], list[int]]:
+    """Checked scores and space, the ranking (best first; a tie ranks the lower index first), the top and the bottom quantile (worst first)."""
+    values = _check_population(scores, params)
+    for name, value in (("seed", seed), ("segment", segment)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+            raise CurationError(f"curation.pbt.{name} must be an integer >= 0; got {value!r}")
+    n = quantile_size(len(values), quantile)
+    named = _as_space(space)
+    for p in params:
+        validate_space(named, p)
+    ranking = sorted(range(len(values)), key=lambda i: (-values[i], i))
+    return values, named, ranking, ranking[:n], list(reversed(ranking))[:n]
 
 
 def pbt_decision(
@@ -255,17 +266,8 @@ def pbt_decision(
     >>> rec["params_after"][3]["k"] != 6 and rec["explored"]["3"]["k"]["from"] == 6
     True
     """
-    values = _check_population(scores, params)
-    for name, value in (("seed", seed), ("segment", segment)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-            raise CurationError(f"curation.pbt.{name} must be an integer >= 0; got {value!r}")
-    n = quantile_size(len(values), quantile)
     _check_explore_args(perturb, resample_p)
-    named = _as_space(space)
-    for p in params:
-        validate_space(named, p)
-    ranking = sorted(range(len(values)), key=lambda i: (-values[i], i))
-    top, bottom = ranking[:n], list(reversed(ranking))[:n]
+    values, named, ranking, top, bottom = rank_population(scores, params, space, segment=segment, seed=seed, quantile=quantile)
     rng = np.random.default_rng([seed, segment])
     after = [dict(p) for p in params]
     exploit, explored = [], {}
@@ -312,47 +314,3 @@ def paper_decision(scores: Sequence[float], params: Sequence[Mapping[str, Any]],
         "params_after": [dict(p) for p in params],
         "explored": {},
     }
-
-
-def apply_decision(params: Sequence[Mapping[str, Any]], decision: Mapping[str, Any]) -> list[dict]:
-    """Every trial's hyper-parameters after ``decision``, rebuilt from its exploit pairs and explored values.
-
-    A ``pbt`` record's targets take their source's hyper-parameters, then the
-    explored values; a ``paper`` record copies stores only, so hyper-parameters
-    stay.
-
-    ``params`` must equal the decision's ``params_before`` (a replay applied
-    out of order is an error, not a silent drift); the result is checked
-    against ``params_after``.
-
-    >>> rec = paper_decision([0.4, 0.9], [{"k": 4}, {"k": 8}], segment=0)
-    >>> apply_decision([{"k": 4}, {"k": 8}], rec)
-    [{'k': 4}, {'k': 8}]
-    """
-    before = [dict(p) for p in params]
-    if "params_before" in decision and before != list(decision["params_before"]):
-        raise CurationError(f"decision of segment {decision.get('segment')} was made for other hyper-parameters; replay lineage in order")
-    after = copy.deepcopy(before)
-    takes_params = decision.get("event") == "pbt"  # the paper's rule copies stores only
-    for pair in decision.get("exploit", []) if takes_params else []:
-        target, source = int(pair["target"]), int(pair["source"])
-        after[target] = copy.deepcopy(before[source])
-        for name, change in decision.get("explored", {}).get(str(target), {}).items():
-            after[target][name] = change["to"]
-    if "params_after" in decision and after != list(decision["params_after"]):
-        raise CurationError(f"decision of segment {decision.get('segment')} is inconsistent: its exploit/explored do not give its params_after")
-    return after
-
-
-def replay_params(start: Sequence[Mapping[str, Any]], decisions: Iterable[Mapping[str, Any]]) -> list[dict]:
-    """Every trial's hyper-parameters after a sequence of ``pbt``/``paper`` records (other events are skipped).
-
-    >>> d = paper_decision([0.1, 0.9], [{"k": 4}, {"k": 8}], segment=0)
-    >>> replay_params([{"k": 4}, {"k": 8}], [{"event": "metrics"}, d])
-    [{'k': 4}, {'k': 8}]
-    """
-    params = [dict(p) for p in start]
-    for decision in decisions:
-        if decision.get("event") in ("pbt", "paper"):
-            params = apply_decision(params, decision)
-    return params

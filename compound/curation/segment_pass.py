@@ -23,7 +23,7 @@ import numpy as np
 from compound.curation.budget import coverage_by_trial, evict
 from compound.curation.diversity import cluster_labels
 from compound.curation.utility import ExemplarUtility, population_prior
-from compound.curation.vectors import strategy_vectors
+from compound.curation.store import strategy_vectors
 from compound.types import ExampleSet
 
 

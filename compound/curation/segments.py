@@ -42,15 +42,3 @@ def segment_bounds(n_tasks: int, first: int = 20, growth: float = 2.0) -> list[t
     [(0, 20), (20, 50)]
     """
     return [(r.start, r.stop) for r in segment_ranges(n_tasks, first=first, growth=growth)]
-
-
-def segment_of(task_index: int, ranges: list[range]) -> int:
-    """Which segment a task index falls in (``CurationError`` when none does).
-
-    >>> segment_of(25, segment_ranges(100))
-    1
-    """
-    for i, r in enumerate(ranges):
-        if task_index in r:
-            return i
-    raise CurationError(f"task index {task_index} lies outside the {len(ranges)} segments")

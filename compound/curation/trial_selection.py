@@ -14,29 +14,9 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections import defaultdict
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from compound.curation.errors import CurationError
-from compound.types import Trajectory
-
-
-def segment_success_rates(trajectories: Iterable[Trajectory], segment_tasks: Iterable[str]) -> dict[int, float]:
-    """Per trial: successes / attempts over the attempts at the segment's task keys.
-
-    >>> from compound.types import Trajectory
-    >>> t = lambda trial, ok: Trajectory("", "e", "1", "train", "", "", "", (), ok, True, False, trial=trial)
-    >>> segment_success_rates([t(0, True), t(0, False), t(1, True)], ["e:1"])
-    {0: 0.5, 1: 1.0}
-    """
-    tasks = set(segment_tasks)
-    wins: dict[int, int] = defaultdict(int)
-    tries: dict[int, int] = defaultdict(int)
-    for t in trajectories:
-        if t.task_key in tasks:
-            tries[t.trial] += 1
-            wins[t.trial] += int(t.success)
-    return {trial: wins[trial] / tries[trial] for trial in sorted(tries)}
 
 
 def select_trials(

@@ -14,6 +14,11 @@ it was one example among many.
 
 Exemplar-Curation keeps, per training task, the highest-Q success across all
 trials, and the final database is built from those.
+
+The sums are kept in integers (each share in units of ``2**-40``), so they
+do not depend on the order the episodes are observed in: the curator's
+online Q, a resumed run's and one computed from the run directory agree to
+the last bit, and so do the decisions that rank by Q.
 """
 
 from __future__ import annotations
@@ -61,6 +66,10 @@ def exemplar_utilities(episodes: Iterable[Trajectory]) -> dict[str, ExemplarUtil
     return online.utilities()
 
 
+SHARE_UNIT = 1 << 40
+"""A retrieval share ``hits / len(shown)`` is counted as ``hits * SHARE_UNIT // len(shown)``: exact, order-free sums."""
+
+
 class OnlineUtility:
     """Q kept up to date as episodes finish (the curator's copy); the same sums as ``exemplar_utilities``.
 
@@ -79,27 +88,35 @@ class OnlineUtility:
     """
 
     def __init__(self) -> None:
-        self._numerator: dict[str, float] = defaultdict(float)
-        self._denominator: dict[str, float] = defaultdict(float)
+        self._numerator: dict[str, int] = defaultdict(int)
+        self._denominator: dict[str, int] = defaultdict(int)
         self._count: dict[str, int] = defaultdict(int)
         self._seen: dict[str, tuple[bool, tuple[str, ...]]] = {}  # per episode id: (success, ids shown)
 
     def observe(self, episode: Trajectory) -> None:
-        previous = self._seen.pop(episode.id, None)
+        self.observe_shown(episode.id, episode.success, episode.retrievals or episode.example_ids)
+
+    def observe_shown(self, episode_id: str, success: bool, shown: tuple[str, ...]) -> None:
+        """``observe`` from an episode's id, verdict and the ids it was shown (read from columns, no trajectory needed)."""
+        previous = self._seen.pop(episode_id, None)
         if previous is not None:
             self._apply(*previous, -1)
-        self._seen[episode.id] = (episode.success, episode.retrievals or episode.example_ids)
-        self._apply(*self._seen[episode.id], +1)
+        self._seen[episode_id] = (bool(success), tuple(shown))
+        self._apply(*self._seen[episode_id], +1)
 
     def _apply(self, success: bool, shown: tuple[str, ...], sign: int) -> None:
         for tid, hits in Counter(shown).items():
-            share = hits / len(shown)
-            self._numerator[tid] += sign * float(success) * share
+            share = hits * SHARE_UNIT // len(shown)
+            self._numerator[tid] += sign * int(success) * share
             self._denominator[tid] += sign * share
             self._count[tid] += sign
 
+    def settle(self) -> None:
+        """No episode observed so far will be observed again (a segment ended): forget what each contributed, keep the sums."""
+        self._seen = {}
+
     def state(self) -> dict[str, Any]:
-        """The running sums and what each episode contributed, as JSON (floats round-trip exactly)."""
+        """The running sums (integers) and what each episode contributed, as JSON."""
         return {"numerator": dict(self._numerator), "denominator": dict(self._denominator), "count": dict(self._count),
                 "seen": {eid: [ok, list(shown)] for eid, (ok, shown) in self._seen.items()}}
 
@@ -107,8 +124,8 @@ class OnlineUtility:
     def from_state(cls, state: Mapping[str, Any]) -> "OnlineUtility":
         """The utility ``state`` described (the same sums, so the same Q to the last bit)."""
         out = cls()
-        out._numerator.update(state["numerator"])
-        out._denominator.update(state["denominator"])
+        out._numerator.update({k: int(v) for k, v in state["numerator"].items()})
+        out._denominator.update({k: int(v) for k, v in state["denominator"].items()})
         out._count.update(state["count"])
         out._seen = {eid: (bool(ok), tuple(shown)) for eid, (ok, shown) in state["seen"].items()}
         return out
@@ -116,7 +133,7 @@ class OnlineUtility:
     def utilities(self) -> dict[str, ExemplarUtility]:
         """Q for every id some observed episode retrieved (ids whose evidence was withdrawn are left out)."""
         return {
-            tid: ExemplarUtility(self._numerator[tid] / self._denominator[tid], self._denominator[tid], self._count[tid])
+            tid: ExemplarUtility(self._numerator[tid] / self._denominator[tid], self._denominator[tid] / SHARE_UNIT, self._count[tid])
             for tid in sorted(self._denominator)
             if self._count[tid] > 0
         }

@@ -21,15 +21,20 @@ or for code the same structure, or optionally near-identical vectors) is
 kept as data but not published; the driver logs these collapses per
 segment so a replay skips them too. The curator embeds only on resume (``submit_many`` of saved trajectories,
 which carry no vectors). The actor runs one call at a time: the stores are
-not thread-safe, and every call is short.
+not thread-safe, and every call is short (an async actor: its calls share
+one event loop thread, and only the checkpoint's writes run beside it).
 
 Fault tolerance: every call that changes the curator is applied, then
-written to its checkpoint (``compound.curation.op_log``: one Arrow file per
-call, in order, on any ``pyarrow.fs`` filesystem), and only then
-acknowledged. Every ``snapshot_every`` calls (or a quarter of the attempts
-held, if more: ``curator_snapshot.snapshot_due``) the whole state is written
-as a snapshot (``compound.curation.curator_snapshot``) and the calls it
-covers are dropped. Ray restarts a killed curator with the same constructor
+written to its checkpoint (``compound.distributed.checkpoint.op_log``: Arrow
+records in order, on any ``pyarrow.fs`` filesystem), and only then
+acknowledged; calls that arrive while a record is being written share the
+next one (group commit, ``checkpoint.committer``), and the actor is async so
+that it answers other calls while a record or a snapshot is written (all
+calls still run one at a time on its event loop). Every ``snapshot_every``
+calls (or a quarter of the attempts held, if more:
+``curator_snapshot.snapshot_due``) the whole state is written as a snapshot
+(``compound.distributed.checkpoint.snapshot``), on a thread of its own, and
+the calls it covers are dropped. Ray restarts a killed curator with the same constructor
 arguments, and ``__init__`` loads the snapshot and replays the calls after
 it, which rebuilds the same stores, logs, utilities and dedup state. Callers retry until acknowledged,
 and nothing is applied twice: a push of a result the curator already holds
@@ -40,25 +45,69 @@ epochs, so workers refetch rather than mix two incarnations' chunks.
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import os
+import sys
+import time
+from collections import Counter
 from typing import Any
 
 import numpy as np
 import ray
 
-from compound.curation import ExperienceStore, curator_snapshot, make_embedder
-from compound.curation.chunk_log import Delta, StoreLog
-from compound.curation.curator_snapshot import CuratorState
+from compound.curation.retrieval import make_embedder
+from compound.curation.store.chunk_log import COMPACT_SHARE
+from compound.curation.store import (
+    Delta, ExperienceStore, InsertDedup, StoreLog, TrajectoryVectors, check_vectors, staleness, strategy_vectors_for,
+)
+from compound.distributed.checkpoint import CuratorState, Op, OpLog, snapshot as curator_snapshot
+from compound.distributed.checkpoint.committer import Committer
 from compound.curation.errors import CurationError
-from compound.curation.insert_dedup import InsertDedup
-from compound.curation.op_log import Op, OpLog
 from compound.curation.segment_pass import segment_pass
 from compound.curation.utility import OnlineUtility
-from compound.curation.vectors import TrajectoryVectors
 from compound.distributed.metrics import RunMetrics
 from compound.distributed.runtime import quiet_actor_logging
-from compound.observe import staleness
+from compound.failures import CuratorLost, retry_delay
 from compound.types import ExampleSet, Trajectory
+
+
+def digest(t: Trajectory) -> str:
+    """A short digest of every field of ``t``: equal results, equal digests (a retried push is recognised by it)."""
+    return hashlib.blake2b(repr(t).encode(), digest_size=12).hexdigest()
+
+
+class CuratorRetry:
+    """How a caller waits out a curator restart: back off between tries, give up after ``timeout_s``.
+
+    Ray restarts a killed curator and it replays its checkpoint, which takes
+    seconds; every call to it is idempotent (pushes by attempt key, driver
+    calls by ``op_id``), so retrying until acknowledged neither loses nor
+    doubles anything. One policy for the driver's and the workers' calls::
+
+        retry = CuratorRetry(300.0)
+        while True:
+            try:
+                return ray.get(curator.stats.remote())
+            except RayActorError as exc:
+                time.sleep(retry.delay(exc))   # raises CuratorLost once the time is up
+    """
+
+    def __init__(self, timeout_s: float = 300.0) -> None:
+        self.timeout_s = timeout_s
+        self.deadline = time.monotonic() + timeout_s
+        self.attempt = 0
+
+    def delay(self, exc: BaseException) -> float:
+        """Seconds to wait before the next try (0.2 s doubling to 5 s), or ``CuratorLost`` past the deadline."""
+        if time.monotonic() > self.deadline:
+            raise CuratorLost(
+                f"the curator actor died and did not come back within {self.timeout_s:.0f} s ({type(exc).__name__}); "
+                "what finished is saved in the run directory: continue with --resume RUN_DIR, which rebuilds the stores "
+                "from it exactly"
+            ) from None
+        self.attempt += 1
+        return retry_delay(self.attempt - 1, 0.2, 5.0)
 
 
 @ray.remote
@@ -71,12 +120,13 @@ class Curator:
         self.dedup = [InsertDedup(threshold=dedup_threshold, code_envs=code_envs) if dedup else None for _ in range(trials)]
         self.collapsed: list[dict[str, str]] = [{} for _ in range(trials)]  # since the last segment end: id -> kept id
         # past curation.ann_threshold workers rank in float16, so the stores keep no more (half the memory)
-        self.stores = [ExperienceStore(self.embedder, trial=t, float16_from=float16_from) for t in range(trials)]
+        # a store holds its retrievable successes only: failures and evicted ones are counted, their data is in the run directory
+        self.stores = [ExperienceStore(self.embedder, trial=t, float16_from=float16_from, keep_all=False) for t in range(trials)]
         self.logs = [StoreLog(put=ray.put) for _ in range(trials)]
         self.utility = OnlineUtility()  # exemplar Q over every training episode, updated as they arrive
         self.fixed = fixed  # curation.fixed_examples: the first k successes, then the store is frozen
         self.fixed_ids: list[set[str]] = [set() for _ in range(trials)]
-        self.last: dict[tuple, Trajectory] = {}  # per attempt key, the result last accepted (a retried push is acked, not reapplied)
+        self.last: dict[tuple, str] = {}  # per attempt key of this segment, a digest of the result accepted (a retried push is acked)
         self.results: dict[str, Any] = {}  # per driver op id, its result (a retried call is answered, not reapplied)
         # Training episodes read these logs (bootstrap), so how far a log moved while one ran is its staleness;
         # adaptive rounds show frozen sets, whose versions are another count.
@@ -93,6 +143,8 @@ class Curator:
             for op in self.oplog.replay():
                 self._apply(op)
                 self.replayed += 1
+        self.committer = Committer(self.oplog) if self.oplog is not None else None
+        self.since_snapshot = 0  # calls accepted since the last snapshot was taken
         self._export()
 
     # -- the checkpoint ------------------------------------------------------
@@ -110,6 +162,8 @@ class Curator:
         if op.name == "submit":
             (t,), (v,) = op.trajectories, op.vectors
             out = self._submit(t, v, a.get("worker", ""))
+        elif op.name == "submit_batch":
+            out = [self._submit(t, v, a.get("worker", "")) for t, v in zip(op.trajectories, op.vectors)]
         elif op.name == "submit_many":
             out = self._submit_many(list(op.trajectories))
         elif op.name == "copy_store":
@@ -126,16 +180,39 @@ class Curator:
             self.results[a["op_id"]] = out
         return out
 
-    def _accept(self, op: Op) -> Any:
-        """Apply ``op``, then write it to the checkpoint: a call is acknowledged only once a restart would replay it."""
+    async def _accept(self, op: Op) -> Any:
+        """Apply ``op``, then have it written to the checkpoint: a call is acknowledged only once a restart would replay it.
+
+        The call waits for its record (``Committer``: calls that arrive while
+        one is written share the next one), not for other calls: the actor is
+        async, so it applies and answers others meanwhile. Application stays
+        in arrival order on the actor's one event loop, and so does the log.
+        A snapshot, when due, is written by another thread; the call that
+        made it due waits for it too, later calls do not.
+        """
         op_id = op.args.get("op_id")
         if op_id and op_id in self.results:  # the driver retried a call that had been applied before a restart
             return self.results[op_id]
         out = self._apply(op)
-        if self.oplog is not None:
-            self.oplog.append(op)
-            if curator_snapshot.snapshot_due(self.oplog.next - self.oplog.base, sum(map(len, self.stores)), self.snapshot_every):
-                self.oplog.write_snapshot(curator_snapshot.parts(self._state()))
+        if self.committer is not None:
+            waits = [self.committer.commit(op)]
+            self.since_snapshot += 1
+            if curator_snapshot.snapshot_due(self.since_snapshot, sum(map(len, self.stores)), self.snapshot_every):
+                written = self.committer.snapshot(curator_snapshot.parts(self._state()))
+                if written is not None:
+                    self.since_snapshot = 0
+                    waits.append(written)
+            try:
+                await asyncio.wrap_future(waits[0])
+            except Exception as exc:  # applied here but not durable: stop, so a restart (from the checkpoint) and the retry agree
+                print(f"curator: a checkpoint write failed ({type(exc).__name__}: {exc}); restarting from the checkpoint",
+                      file=sys.stderr, flush=True)
+                os._exit(70)
+            for done in waits[1:]:  # a snapshot that failed leaves the previous one and the records: nothing is lost
+                try:
+                    await asyncio.wrap_future(done)
+                except Exception as exc:
+                    print(f"curator: a snapshot was not written ({type(exc).__name__}: {exc})", file=sys.stderr, flush=True)
         self._export()
         return out
 
@@ -147,21 +224,45 @@ class Curator:
     def checkpoint_info(self) -> dict[str, Any]:
         """Where the checkpoint is, how many calls it covers, how many its snapshot holds, and how many this incarnation replayed at start."""
         return {"uri": self.oplog.uri if self.oplog else None, "ops": self.oplog.next if self.oplog else 0,
-                "snapshot": self.oplog.base if self.oplog else 0, "replayed": self.replayed}
+                "snapshot": self.oplog.base if self.oplog else 0, "replayed": self.replayed,
+                "records": self.committer.records if self.committer else 0, "bytes": self.oplog.bytes_written if self.oplog else 0}
 
-    def submit(self, trajectory: Trajectory, vectors: TrajectoryVectors | None = None, worker: str = "") -> int:
+    async def submit(self, trajectory: Trajectory, vectors: TrajectoryVectors | None = None, worker: str = "") -> int:
         """Add a finished training trajectory to its trial (same attempt key: replaces); returns the log version.
 
         A success's ``vectors`` must fit this store's embedder; a mismatch is
         refused with a ``CurationError`` naming the worker, and nothing else
         of the store changes.
         """
-        if self.last.get(trajectory.attempt_key) == trajectory:  # a push retried after a restart, already accepted
+        if self.last.get(trajectory.attempt_key) == digest(trajectory):  # a push retried after a restart, already accepted
             return self.logs[trajectory.trial].version
-        out = self._accept(Op("submit", {"worker": worker}, (trajectory,), (vectors,)))
+        out = await self._accept(Op("submit", {"worker": worker}, (trajectory,), (vectors,)))
         if self.stale.get(trajectory.attempt_key) is not None:
             self.metrics.staleness(trajectory.trial, self.stale[trajectory.attempt_key])
         return out
+
+    async def submit_batch(self, items: list[tuple[Trajectory, TrajectoryVectors | None]], worker: str = "") -> list[int]:
+        """Several finished training trajectories at once (group commit): applied in order, made durable as one
+        checkpoint record, then acknowledged together; returns each one's log version.
+
+        Items already accepted (a batch retried after a restart) are
+        acknowledged without being applied again. A refused item (vectors
+        that do not fit the embedder) refuses the whole batch before any of
+        it is applied.
+        """
+        fresh = [(t, v) for t, v in items if self.last.get(t.attempt_key) != digest(t)]
+        if fresh:
+            for t, v in fresh:  # refuse before anything is applied
+                if t.success and v is not None:
+                    try:
+                        check_vectors(t, v, self.embedder.dim, self.embedder.name)
+                    except CurationError as exc:
+                        raise CurationError(f"refused a trajectory from worker {worker or '?'}: {exc}") from None
+            await self._accept(Op("submit_batch", {"worker": worker}, tuple(t for t, _ in fresh), tuple(v for _, v in fresh)))
+            for t, _ in fresh:
+                if self.stale.get(t.attempt_key) is not None:
+                    self.metrics.staleness(t.trial, self.stale[t.attempt_key])
+        return [self.logs[t.trial].version for t, _ in items]
 
     def _submit(self, trajectory: Trajectory, vectors: TrajectoryVectors | None, worker: str) -> int:
         given = {trajectory.id: vectors} if vectors is not None else None
@@ -170,21 +271,21 @@ class Curator:
         except CurationError as exc:
             raise CurationError(f"refused a trajectory from worker {worker or '?'}: {exc}") from None
         self.utility.observe(trajectory)
-        self.last[trajectory.attempt_key] = trajectory
+        self.last[trajectory.attempt_key] = digest(trajectory)
         if self.live_examples:
             self.stale[trajectory.attempt_key] = staleness(trajectory.example_set_version, self.logs[trajectory.trial].version)
         return self._publish(trajectory)
 
-    def submit_many(self, trajectories: list[Trajectory], op_id: str = "") -> None:
+    async def submit_many(self, trajectories: list[Trajectory], op_id: str = "") -> None:
         """Saved trajectories (resume): embedded here, since they carry no vectors."""
-        return self._accept(Op("submit_many", {"op_id": op_id}, tuple(trajectories)))
+        return await self._accept(Op("submit_many", {"op_id": op_id}, tuple(trajectories)))
 
     def _submit_many(self, trajectories: list[Trajectory]) -> None:
         for trial in {t.trial for t in trajectories}:
             self.stores[trial].add([t for t in trajectories if t.trial == trial])
         for t in trajectories:
             self.utility.observe(t)
-            self.last[t.attempt_key] = t
+            self.last[t.attempt_key] = digest(t)
             self._publish(t)
 
     def _publish(self, t: Trajectory) -> int:
@@ -199,6 +300,7 @@ class Curator:
         if self.fixed and t.success and store.is_retrievable(t.attempt_key) and t.id not in self.fixed_ids[t.trial]:
             if len(self.fixed_ids[t.trial]) >= self.fixed:
                 store.evict([t.id])  # kept as data (utility, the Parquet file), never shown
+                self.collapsed[t.trial][t.id] = "fixed_examples"  # in lineage at the segment end: a replay leaves it out too
             else:
                 self.fixed_ids[t.trial].add(t.id)
         if t.success and store.is_retrievable(t.attempt_key):
@@ -218,9 +320,9 @@ class Curator:
         """The chunk handles a reader holding ``have`` chunks of ``epoch`` lacks (all of them after a copy)."""
         return self.logs[trial].delta(epoch, have)
 
-    def copy_store(self, source: int, target: int, op_id: str = "") -> int:
+    async def copy_store(self, source: int, target: int, op_id: str = "") -> int:
         """Trial-level selection: ``target``'s database becomes a copy of ``source``'s (same chunks)."""
-        return self._accept(Op("copy_store", {"source": source, "target": target, "op_id": op_id}))
+        return await self._accept(Op("copy_store", {"source": source, "target": target, "op_id": op_id}))
 
     def _copy_store(self, source: int, target: int) -> int:
         self.stores[target].replace_contents(self.stores[source])
@@ -230,10 +332,10 @@ class Curator:
         self.fixed_ids[target] = set(self.fixed_ids[source])
         return self.logs[target].version
 
-    def segment_pass(self, segment: int, n_clusters: int, max_store: int | None | list, seed: int, op_id: str = "") -> dict[str, Any]:
+    async def segment_pass(self, segment: int, n_clusters: int, max_store: int | None | list, seed: int, op_id: str = "") -> dict[str, Any]:
         """Coverage and the budget at a segment end (``curation.segment_pass``); applies its evictions."""
         args = {"segment": segment, "n_clusters": n_clusters, "max_store": max_store, "seed": seed, "op_id": op_id}
-        return self._accept(Op("segment_pass", args))
+        return await self._accept(Op("segment_pass", args))
 
     def _segment_pass(self, segment: int, n_clusters: int, max_store: int | None | list, seed: int) -> dict[str, Any]:
         utilities = self.utility.utilities()
@@ -245,11 +347,14 @@ class Curator:
         q = {tid: u.q for tid, u in utilities.items()}
         for log in self.logs:  # workers learn the new Q with their next delta (retrieval may weight by it)
             log.set_utilities(q)
+        for store, log in zip(self.stores, self.logs):  # evicted rows leave the object store and the workers too
+            if log.dead_share() > COMPACT_SHARE:
+                log.compact([(t, store.vectors(t.attempt_key)) for t in store.snapshot().trajectories])
         return record
 
-    def apply_evictions(self, evictions: dict[str, list[str]], op_id: str = "") -> None:
+    async def apply_evictions(self, evictions: dict[str, list[str]], op_id: str = "") -> None:
         """Evicted ids stop being retrievable in the store and in its log (a replay applies the same)."""
-        return self._accept(Op("apply_evictions", {"evictions": evictions, "op_id": op_id}))
+        return await self._accept(Op("apply_evictions", {"evictions": evictions, "op_id": op_id}))
 
     def _apply_evictions(self, evictions: dict[str, list[str]]) -> None:
         for trial, ids in evictions.items():
@@ -267,12 +372,19 @@ class Curator:
     def stats(self) -> list[dict[str, Any]]:
         return [{**s.stats(), "chunks": len(log.handles), "log_version": log.version} for s, log in zip(self.stores, self.logs)]
 
-    def take_collapsed(self, op_id: str = "") -> list[dict[str, str]]:
-        """Per trial, the successes dedup collapsed since the last call (id -> kept id); for lineage."""
-        return self._accept(Op("take_collapsed", {"op_id": op_id}))
+    async def take_collapsed(self, op_id: str = "") -> list[dict[str, str]]:
+        """Per trial, the successes dedup collapsed since the last call (id -> kept id) and those the fixed-examples
+        rule refused (id -> ``"fixed_examples"``): kept as data, not retrievable; for lineage."""
+        return await self._accept(Op("take_collapsed", {"op_id": op_id}))
 
     def _take_collapsed(self) -> list[dict[str, str]]:
+        """Also the segment's (or round's) end: no attempt that arrived so far arrives again, so what only a
+        replacement or a retried push needs (digests, staleness, per-episode utility terms, attempt windows) goes."""
         out, self.collapsed = self.collapsed, [{} for _ in self.collapsed]
+        self.last, self.stale = {}, {}
+        self.utility.settle()
+        for store in self.stores:
+            store.settle()
         return out
 
     def copies(self) -> list[dict[str, int]]:
@@ -282,6 +394,25 @@ class Curator:
     def utilities(self) -> dict[str, float]:
         """Exemplar Q by trajectory id, as of now."""
         return {tid: u.q for tid, u in self.utility.utilities().items()}
+
+    def held(self) -> list[list[Trajectory]]:
+        """Per trial, the successes its store holds (no vectors): what the driver saves as ``stores/trial-<i>.parquet``."""
+        return [store.trajectories() for store in self.stores]
+
+    def strategy_vectors(self, trajectories: list[Trajectory]) -> np.ndarray:
+        """Strategy vectors of ``trajectories`` (cluster-based diversity), reusing the stores' vectors."""
+        return strategy_vectors_for(trajectories, self.embedder, reuse_from=self.stores)
+
+    def distinct_passes(self, trial: int) -> dict[str, int]:
+        """Per task, the verified solutions ``trial``'s (deduplicated) store holds: adaptive rounds count them here."""
+        return dict(Counter(t.task_key for t in self.stores[trial].snapshot().trajectories if t.success))
+
+    def freeze(self, trial: int, tasks: list[str] | None = None) -> list[ray.ObjectRef]:
+        """``trial``'s store as it is now (only ``tasks``' successes, when given), frozen for evaluation, as ``[ref]``."""
+        if tasks is None:
+            return [ray.put(self.stores[trial].snapshot())]
+        wanted = set(tasks)
+        return self.build_store([t for t in self.stores[trial].snapshot().trajectories if t.success and t.task_key in wanted])
 
     def build_store(self, trajectories: list[Trajectory]) -> list[ray.ObjectRef]:
         """A new, frozen store from chosen trajectories (the final, curated database), as ``[ref]``."""

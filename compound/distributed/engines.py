@@ -18,7 +18,7 @@ import json
 import logging
 import os
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, AsyncIterator, Callable, Sequence
 
 import ray
 from ray.util.placement_group import placement_group, remove_placement_group
@@ -29,6 +29,8 @@ from ray.exceptions import GetTimeoutError
 from compound.config import LLMConfig
 from compound.failures import ResourcesUnavailable
 from compound.llm.base import Completion, EngineDead, LLMClient, Message
+from compound.runs import machine
+from compound.distributed.naming import engine_name
 from compound.distributed.runtime import quiet_actor_logging
 
 log = logging.getLogger(__name__)
@@ -38,7 +40,7 @@ EXIT_DELAY_S = 1.0
 
 
 def cpu_threads(cfg: LLMConfig, node_cpus: Sequence[float]) -> int:
-    """CPU threads (and Ray CPUs) for each hf or ct2 engine: ``llm.threads``, or the largest node's CPUs shared among the engines.
+    """CPU threads (and Ray CPUs) for each hf or ct2 engine: ``llm.hf.threads`` (``llm.ct2.threads``), or the largest node's CPUs shared among the engines.
 
     An agent worker spends most of an episode waiting for the engine, so on
     a small machine the engine may use every core: 2 threads replayed the
@@ -50,46 +52,51 @@ def cpu_threads(cfg: LLMConfig, node_cpus: Sequence[float]) -> int:
     against 138.5 s). Never more than one node has, or the engine could not
     be placed.
 
-    >>> cpu_threads(LLMConfig(), [2.0]), cpu_threads(LLMConfig(num_engines=2), [8.0, 4.0]), cpu_threads(LLMConfig(threads=3), [2.0])
+    >>> cpu_threads(LLMConfig(), [2.0]), cpu_threads(LLMConfig(num_engines=2), [8.0, 4.0]), cpu_threads(LLMConfig(hf={"threads": 3}), [2.0])
     (2, 4, 2)
     """
     largest = max(1, int(max(node_cpus, default=1)))
-    wanted = cfg.threads or max(1, largest // cfg.num_engines)  # so that all the engines fit on that node
+    wanted = cfg.threads() or max(1, largest // cfg.num_engines)  # so that all the engines fit on that node
     return max(1, min(wanted, largest))
 
 
 def engine_kwargs(cfg: LLMConfig, threads: int | None = None) -> dict[str, Any]:
     """The factory arguments of ``compound.llm.factory.make_llm`` for this config (``threads``: see ``cpu_threads``)."""
     if cfg.engine == "hf":
+        hf = cfg.hf
         return {
-            "model": cfg.model, "max_batch": cfg.max_batch, "max_wait_ms": cfg.max_wait_ms,
-            "prefix_cache_mb": cfg.prefix_cache_mb, "quantize": cfg.quantize, "threads": threads,
-            "reuse_replies": cfg.reuse_replies, "dtype": cfg.dtype,
+            "model": cfg.model, "max_batch": hf.max_batch, "max_wait_ms": hf.max_wait_ms,
+            "prefix_cache_mb": hf.prefix_cache_mb, "quantize": hf.quantize, "threads": threads,
+            "reuse_replies": hf.reuse_replies, "dtype": hf.dtype,
         }
     if cfg.engine == "ct2":
-        return {"model": cfg.model, "quantize": cfg.quantize, "threads": threads or 1}
+        return {"model": cfg.model, "quantize": cfg.ct2.quantize, "threads": threads or 1}
     if cfg.engine == "vllm":
+        vllm = cfg.vllm
         kwargs: dict[str, Any] = {
             "model": cfg.model,
-            "tensor_parallel_size": cfg.tensor_parallel_size,
-            "gpu_memory_utilization": cfg.gpu_memory_utilization,
-            "dtype": cfg.dtype,
-            "max_model_len": cfg.max_model_len,
-            "max_num_seqs": cfg.max_num_seqs,
-            "enforce_eager": cfg.enforce_eager,
-            "engine_options": dict(cfg.engine_options),
+            "tensor_parallel_size": vllm.tensor_parallel_size,
+            "gpu_memory_utilization": vllm.gpu_memory_utilization,
+            "dtype": vllm.dtype,
+            "max_model_len": vllm.max_model_len,
+            "max_num_seqs": vllm.max_num_seqs,
+            "enforce_eager": vllm.enforce_eager,
+            "engine_options": dict(vllm.engine_options),
         }
-        if cfg.tensor_parallel_size > 1:  # vLLM's workers become Ray actors in the engine's placement group
+        if vllm.tensor_parallel_size > 1:  # vLLM's workers become Ray actors in the engine's placement group
             kwargs["distributed_executor_backend"] = "ray"
         return kwargs
     if cfg.engine == "openai":
         return {
-            "base_url": cfg.base_url,
+            "base_url": cfg.openai.base_url,
             "model": cfg.model,
-            "api_key": os.environ.get(cfg.api_key_env),
-            "timeout_s": cfg.timeout_s,
+            "api_key": os.environ.get(cfg.openai.api_key_env),
+            "timeout_s": cfg.openai.timeout_s,
         }
-    return {"script": list(cfg.script), "model_name": f"scripted:{cfg.model}"}
+    if cfg.engine == "latency":  # the latency-model test double: scripted replies, at a modelled GPU engine's pace
+        latency = cfg.latency.model_dump()
+        return {"script": latency.pop("script"), "model_name": f"latency:{cfg.model}", **latency}
+    return {"script": list(cfg.scripted.script), "model_name": f"scripted:{cfg.model}"}
 
 
 def new_tally() -> dict[str, int]:
@@ -130,6 +137,7 @@ class EngineHost:
         self._exit_process = exit_process
         self._exiting = False
         self.llm: LLMClient = make_llm(engine, **kwargs)
+        self._engine = engine
         self._served = new_tally()
         self._recording: list[tuple[list[Message], dict[str, Any]]] | None = None
         self._record_path = os.environ.get("COMPOUND_RECORD_REQUESTS") or None
@@ -159,6 +167,24 @@ class EngineHost:
         tally(self._served, completion)
         return completion
 
+    async def generate_many(self, requests: Sequence[tuple[Sequence[Message], dict[str, Any]]]) -> AsyncIterator[list]:
+        """Several calls at once (a worker's calls of one event-loop turn); a streaming generator of results.
+
+        Each yield is ``[(index, completion, error), ...]`` for the calls that
+        finished since the last: all of them at once when they finish
+        together, one by one when they do not, so no call waits for a slower
+        one to be answered. A call that failed carries its exception (the
+        others go on); ``EngineDead`` still ends the actor as in ``generate``.
+        """
+        calls = {asyncio.ensure_future(self.generate(messages, kwargs)): i for i, (messages, kwargs) in enumerate(requests)}
+        while calls:
+            done, _ = await asyncio.wait(calls, return_when=asyncio.FIRST_COMPLETED)
+            out = []
+            for call in done:
+                error = call.exception()
+                out.append((calls.pop(call), None if error else call.result(), error))
+            yield out
+
     async def stats(self) -> dict[str, int]:
         """Totals of the calls served (``new_tally``'s keys)."""
         return dict(self._served)
@@ -168,7 +194,15 @@ class EngineHost:
         prefilled and reused from its prefix cache, decode steps, seconds prefilling and decoding); {} for
         engines that keep none."""
         stats = getattr(self.llm, "stats", None)
+        if hasattr(stats, "summary"):  # the latency-model double: its busy time, batch and latency percentiles too
+            return stats.summary()
         return {k: v for k, v in vars(stats).items() if isinstance(v, (int, float))} if stats is not None else {}
+
+    async def facts(self) -> dict[str, Any]:
+        """The engine kind and model, its precision as the engine resolved it (``precision``, where it has one),
+        and this process's machine (``compound.runs.metadata.machine``): what ran, for the run's summary."""
+        precision = getattr(self.llm, "precision", None)
+        return {"engine": self._engine, "model": self.llm.model_name, **(precision or {}), "machine": machine()}
 
     async def record(self, on: bool = True) -> None:
         """Start (or stop) keeping every request served, until ``recorded`` takes them. Off by default."""
@@ -237,6 +271,7 @@ def vllm_placement(tensor_parallel_size: int) -> tuple[list[dict[str, float]], d
 
 def start_engines(
     cfg: LLMConfig, placement_groups: list | None = None, *, ready_timeout_s: float | None = None, wait: bool = True,
+    name_prefix: str = "",
 ) -> list[ray.actor.ActorHandle]:
     """Start ``cfg.num_engines`` engine actors placed for their engine kind.
 
@@ -245,13 +280,15 @@ def start_engines(
     GPU when the cluster has one per engine; on CPU it and the ct2 engine
     reserve as many Ray CPUs as the threads they run (``cpu_threads``).
     Each placement group made is appended to ``placement_groups`` when given,
-    so ``stop_engines`` can free its GPUs for the next run in the same session.
+    so ``stop_engines`` can free its GPUs for the next run in the same Ray cluster.
     With ``wait`` (the default) it returns once every engine has loaded its
     model, raising the reason of one that could not; without, at once (the
     caller then waits, e.g. on ``model_name``, after starting other actors).
     A placement group not granted within ``ready_timeout_s`` (no GPU node,
     too few GPUs) is removed and raises ``ResourcesUnavailable`` naming what
     was asked for and what the cluster has, instead of waiting forever.
+    With ``name_prefix`` the actors are named (``naming.engine_name``), so an
+    actor Ray restarts can find them by name instead of holding their handles.
     """
     if cfg.engine == "openai":
         return []
@@ -260,12 +297,12 @@ def start_engines(
     on_cpu = cfg.engine == "ct2" or (cfg.engine == "hf" and gpus < cfg.num_engines)
     threads = cpu_threads(cfg, [n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")]) if on_cpu else None
     kwargs = engine_kwargs(cfg, threads)
-    for _ in range(cfg.num_engines):
+    for index in range(cfg.num_engines):
         # restarted when killed (a node lost, an OOM kill); the episodes that were
         # waiting on it are retried after a backoff (RemoteLLM raises transient errors)
         options: dict[str, Any] = {"max_concurrency": 4096, "max_restarts": 5}
         if cfg.engine == "vllm":
-            bundles, placed = vllm_placement(cfg.tensor_parallel_size)
+            bundles, placed = vllm_placement(cfg.vllm.tensor_parallel_size)
             options.update(placed)
             pg = placement_group(bundles, strategy="STRICT_PACK")
             _wait_granted(pg, bundles, ready_timeout_s)
@@ -280,6 +317,8 @@ def start_engines(
             options["num_gpus"] = 1
         else:
             options["num_cpus"] = 0
+        if name_prefix:
+            options["name"] = engine_name(name_prefix, index)
         handles.append(EngineActor.options(**options).remote(cfg.engine, kwargs))
     if wait:
         ray.get([h.model_name.remote() for h in handles])  # surface load errors now, not mid-run
@@ -294,9 +333,13 @@ def _wait_granted(pg: Any, bundles: list[dict[str, float]], timeout_s: float | N
         have = {k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")}
         raise ResourcesUnavailable(
             f"the engine's placement group {bundles} was not granted within {timeout_s:.0f} s; the cluster has {have}. "
-            "Run on a node with that many GPUs, lower llm.tensor_parallel_size / llm.num_engines, "
+            "Run on a node with that many GPUs, lower llm.vllm.tensor_parallel_size / llm.num_engines, "
             "or raise distributed.resource_timeout_s if the autoscaler is still adding nodes"
         ) from None
+
+
+NOT_ADDITIVE = ("ttft_p", "tpot_p", "mean_")
+"""``engine_stats`` keys that are per-engine figures (percentiles, means), not totals to add up."""
 
 
 def engine_totals(handles: Sequence[ray.actor.ActorHandle], timeout_s: float = 30) -> dict[str, float]:
@@ -309,10 +352,26 @@ def engine_totals(handles: Sequence[ray.actor.ActorHandle], timeout_s: float = 3
     try:
         for stats in ray.get([h.engine_stats.remote() for h in handles], timeout=timeout_s):
             for key, value in stats.items():
-                totals[key] = totals.get(key, 0) + value
+                if not key.startswith(NOT_ADDITIVE):
+                    totals[key] = totals.get(key, 0) + value
     except Exception:  # the accounting is a report, never a reason to fail a finished run
         return {}
     return totals
+
+
+def engine_facts(handles: Sequence[ray.actor.ActorHandle], cfg: LLMConfig, timeout_s: float = 60) -> dict[str, Any]:
+    """What the first engine says it runs (``EngineHost.facts``), with ``engines`` their count.
+
+    An endpoint (``openai``) has no actor: its model and address, and the
+    driver's machine. An engine that does not answer in time leaves only the configured kind and model.
+    """
+    if not handles:
+        return {"engine": cfg.engine, "model": cfg.model, "endpoint": cfg.openai.base_url, "engines": 0, "machine": machine()}
+    try:
+        facts = ray.get(handles[0].facts.remote(), timeout=timeout_s)
+    except Exception:  # a report, never a reason to fail the run
+        return {"engine": cfg.engine, "model": cfg.model, "engines": len(handles)}
+    return {**facts, "engines": len(handles)}
 
 
 def stop_engines(handles: Sequence[ray.actor.ActorHandle], placement_groups: Sequence = (), timeout_s: float = 60) -> None:

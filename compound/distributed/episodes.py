@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
-from typing import Any, Mapping
+from dataclasses import dataclass
 
-from compound.config import LLMConfig
-from compound.types import Task, Trajectory, trajectory_id
+from compound.types import Task, TrialParams, Trajectory, trajectory_id
 
 TRAIN = "train"
 EVAL_NONE = "eval/none"
@@ -29,7 +27,7 @@ class EpisodeSpec:
     attempt: int = 0
     seed: int = 0
     trajectory_id: str = ""  # ``compound.types.trajectory_id`` of the run seed and key; "" = random
-    params: Mapping[str, Any] = field(default_factory=dict)  # the trial's hyper-parameters (PBT), {} = the config's
+    params: TrialParams | None = None  # the trial's hyper-parameters; None = the config's
 
     @property
     def key(self) -> tuple[str, int, str, int]:
@@ -47,24 +45,15 @@ def episode_seed(run_seed: int, phase: str, trial: int, task_key: str, attempt: 
 
 
 def make_spec(
-    run_seed: int, phase: str, trial: int, task: Task, attempt: int = 0, params: Mapping[str, Any] | None = None
+    run_seed: int, phase: str, trial: int, task: Task, attempt: int = 0, params: TrialParams | None = None
 ) -> EpisodeSpec:
     """The spec of one attempt; its sampling seed and trajectory id both derive from the run seed and the key."""
     return EpisodeSpec(
         phase, trial, task, attempt,
         episode_seed(run_seed, phase, trial, task.key, attempt),
         trajectory_id(run_seed, phase, trial, task.key, attempt),
-        dict(params or {}),
+        params,
     )
-
-
-def episode_temperature(llm: LLMConfig, spec: EpisodeSpec) -> float:
-    """Training may explore (the trial's PBT temperature, else ``llm.train_temperature``); evaluation always uses ``llm.temperature``."""
-    if spec.learn and "temperature" in spec.params:
-        return float(spec.params["temperature"])
-    if spec.learn and llm.train_temperature is not None:
-        return llm.train_temperature
-    return llm.temperature
 
 
 def failed_attempt(spec: EpisodeSpec, error: str, model: str = "") -> Trajectory:
@@ -79,3 +68,11 @@ def failed_attempt(spec: EpisodeSpec, error: str, model: str = "") -> Trajectory
         goal=task.goal, category=task.category, plan="", steps=(), success=False, terminated=False, truncated=False,
         model=model, trial=spec.trial, attempt=spec.attempt, phase=spec.phase, error=error,
     )
+
+
+@dataclass(frozen=True)
+class EpisodeError:
+    """An episode that raised (a transient failure) instead of finishing: its key and why, returned in its batch."""
+
+    key: tuple[str, int, str, int]
+    error: BaseException

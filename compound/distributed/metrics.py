@@ -90,31 +90,54 @@ def current_actor_run_tag() -> str:
         return ""
 
 
+COUNTER_FLUSH_S = 1.0
+"""Counters are added up in the process and handed to Ray at most this often (each hand-over costs
+tens of microseconds, and a worker counts several things per LLM call); ``flush`` hands them over now."""
+
+
 class RunMetrics:
-    """Records one run's figures under its ``run`` tag; cheap to make, one per recorder."""
+    """Records one run's figures under its ``run`` tag; cheap to make, one per recorder.
+
+    Counters are summed locally and passed to Ray once per ``COUNTER_FLUSH_S``
+    (at the next record after it, or ``flush``); gauges and histograms are
+    recorded as they come.
+    """
 
     def __init__(self, run: str) -> None:
         self.run = run
         self._m = _metrics()
+        self._counts: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        self._flushed = time.monotonic()
 
     def _tags(self, **tags: Any) -> dict[str, str]:
         return {"run": self.run, **{k: str(v) for k, v in tags.items()}}
 
+    def _count(self, name: str, value: float, **tags: Any) -> None:
+        if value > 0:  # Ray refuses a counter increment of 0
+            key = (name, tuple(sorted(self._tags(**tags).items())))
+            self._counts[key] = self._counts.get(key, 0) + value
+        if time.monotonic() - self._flushed >= COUNTER_FLUSH_S:
+            self.flush()
+
+    def flush(self) -> None:
+        """Hand the counters summed so far to Ray."""
+        counts, self._counts = self._counts, {}
+        self._flushed = time.monotonic()
+        for (name, tags), value in counts.items():
+            self._m[name].inc(value, dict(tags))
+
     # -- agent workers ---------------------------------------------------------
     def episode(self, t: Trajectory) -> None:
-        self._m["episodes"].inc(1, self._tags(phase=t.phase, trial=t.trial, outcome=outcome(t)))
-        if t.steps:
-            self._m["steps"].inc(len(t.steps), self._tags(phase=t.phase, trial=t.trial))
+        self._count("episodes", 1, phase=t.phase, trial=t.trial, outcome=outcome(t))
+        self._count("steps", len(t.steps), phase=t.phase, trial=t.trial)
 
     def llm_call(self, latency_s: float, completion: Completion | None) -> None:
-        tags = self._tags()
-        self._m["llm_latency"].observe(latency_s, tags)
+        self._m["llm_latency"].observe(latency_s, self._tags())
         if completion is None:
             return
-        for key, value in (("prompt_tokens", completion.prompt_tokens), ("generated_tokens", completion.completion_tokens),
-                           ("cached_prompt_tokens", completion.cached_prompt_tokens)):
-            if value > 0:  # Ray refuses a counter increment of 0
-                self._m[key].inc(value, tags)
+        self._count("prompt_tokens", completion.prompt_tokens)
+        self._count("generated_tokens", completion.completion_tokens)
+        self._count("cached_prompt_tokens", completion.cached_prompt_tokens)
 
     # -- the scheduler and the driver ----------------------------------------------
     def load(self, queued: int, in_flight: int) -> None:

@@ -18,6 +18,16 @@ def actor_prefix(run_dir: Path) -> str:
     return f"{run_dir.name}-{digest}"
 
 
+def curator_name(prefix: str) -> str:
+    """The name of a run's curator actor (``actor_prefix``'s)."""
+    return f"{prefix}-curator"
+
+
+def engine_name(prefix: str, index: int) -> str:
+    """The name of a run's ``index``-th engine actor."""
+    return f"{prefix}-engine-{index}"
+
+
 def attempt_name(t: Trajectory) -> str:
     """``phase/trial/task/attempt``: how logs and errors name one attempt."""
     return f"{t.phase}/{t.trial}/{t.env_id}:{t.task_id}/{t.attempt}"

@@ -5,6 +5,13 @@ or behind an HTTP endpoint: these are ``LLMClient``s too. Which engine
 serves a call is ``compound.distributed.routing``'s decision: an episode's
 client (``RemoteLLM.for_episode``) keeps all its calls on one engine, so
 that engine's prefix cache serves its growing transcript.
+
+Calls a worker makes to one engine in the same turn of its event loop (many
+episodes stepping at once) travel as one actor call (``EngineCalls``): the
+engine answers them as a stream, each as soon as it is done, so batching
+costs no call a wait, and the per-call cost of an actor round trip, which
+at high call rates is most of a worker's and an engine actor's CPU, is paid
+once per turn.
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ class RemoteLLM:
         if not handles:
             raise ValueError("RemoteLLM needs at least one engine actor")
         self._handles = list(handles)
+        self._calls = [EngineCalls(handle) for handle in self._handles]
         self.routing = routing
         self.router = Router(len(self._handles), max_outstanding=max_outstanding, slack=slack)
         self.model_name = model_name
@@ -75,7 +83,7 @@ class RemoteLLM:
         """One call on ``engine`` (None: the least loaded), in one of its slots."""
         async with self.router.slot(engine) as i:
             try:
-                return await self._handles[i].generate.remote(list(messages), kwargs)
+                return await self._calls[i].submit(list(messages), kwargs)
             except RayActorError as exc:  # killed or restarting: the moment's failure, the episode is run again later
                 self._lost(i)
                 raise Unavailable(f"engine {i} is unavailable ({type(exc).__name__}); Ray restarts it") from None
@@ -105,6 +113,71 @@ class RemoteLLM:
     async def aclose(self) -> None:
         for probe in list(self._probes.values()):
             probe.cancel()
+
+
+MAX_CALLS_PER_SEND = 32
+"""Most calls in one actor call: a turn in which hundreds of episodes step sends them in groups, so the
+engine works on the first while the worker still steps the others."""
+
+
+class EngineCalls:
+    """The calls to one engine actor made in one turn of the event loop, sent as one call (up to ``MAX_CALLS_PER_SEND``).
+
+    A lone call goes as ``generate``; several as ``generate_many``, whose
+    streamed answers resolve each call as it finishes. An actor error (the
+    engine died) reaches every call of the batch still waiting.
+    """
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+        self._pending: list[tuple[list[Message], dict[str, Any], asyncio.Future]] = []
+        self.sent = 0  # actor calls made (calls per actor call = calls / sent)
+        self.calls = 0
+
+    def submit(self, messages: list[Message], kwargs: dict[str, Any]) -> asyncio.Future:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        if not self._pending:  # the first of this turn: send them all once the turn's other episodes have run
+            loop.call_soon(self._flush)
+        self._pending.append((messages, kwargs, future))
+        if len(self._pending) >= MAX_CALLS_PER_SEND:  # the engine starts on these while the turn goes on
+            self._flush()
+        return future
+
+    def _flush(self) -> None:
+        if not self._pending:  # sent already, when the batch filled up
+            return
+        batch, self._pending = self._pending, []
+        self.sent += 1
+        self.calls += len(batch)
+        asyncio.get_running_loop().create_task(self._one(batch[0]) if len(batch) == 1 else self._many(batch))
+
+    async def _one(self, item: tuple[list[Message], dict[str, Any], asyncio.Future]) -> None:
+        messages, kwargs, future = item
+        try:
+            result = await self.handle.generate.remote(messages, kwargs)
+        except BaseException as exc:  # noqa: BLE001 -- the caller gets it
+            _settle(future, error=exc)
+        else:
+            _settle(future, result)
+
+    async def _many(self, batch: list[tuple[list[Message], dict[str, Any], asyncio.Future]]) -> None:
+        try:
+            async for ref in self.handle.generate_many.remote([(m, k) for m, k, _ in batch]):
+                for index, completion, error in await ref:
+                    _settle(batch[index][2], completion, error)
+        except BaseException as exc:  # noqa: BLE001 -- the engine died: every call still waiting fails with it
+            for _, _, future in batch:
+                _settle(future, error=exc)
+
+
+def _settle(future: asyncio.Future, result: Any = None, error: BaseException | None = None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
 
 
 class EpisodeLLM:

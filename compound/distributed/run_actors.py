@@ -10,16 +10,21 @@ started beside it are killed.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from compound.config import RunConfig
-from compound.curation.op_log import OpLog
+from compound.distributed.checkpoint import OpLog
 from compound.distributed.curator import Curator
-from compound.distributed.engines import start_engines, stop_engines
+from compound.distributed.engines import engine_facts, start_engines, stop_engines
+from compound.distributed.naming import curator_name, engine_name
 from compound.distributed.worker import AgentWorker
+from compound.runs import describe_precision
+
+log = logging.getLogger(__name__)
 
 
 class RunActors:
@@ -31,11 +36,12 @@ class RunActors:
         self.curator: Any = None
         self.workers: list = []
         self.model_name = ""
+        self.engine_facts: dict[str, Any] = {}  # what the engines resolved and run on (``engines.engine_facts``)
 
     def start(self, cfg: RunConfig, prefix: str, checkpoint: str, code_actions: bool) -> None:
         """Start the engines, the curator (checkpointing to ``checkpoint``) and the workers, named after ``prefix``."""
         self.engines = start_engines(
-            cfg.llm, self.placement_groups, ready_timeout_s=cfg.distributed.resource_timeout_s, wait=False
+            cfg.llm, self.placement_groups, ready_timeout_s=cfg.distributed.resource_timeout_s, wait=False, name_prefix=prefix
         )
         # restarted by Ray when killed; it rebuilds itself from its checkpoint (every accepted call, in order).
         # A new incarnation of the driver (a --resume) starts it empty and replays the saved segments itself.
@@ -44,22 +50,26 @@ class RunActors:
         if not cfg.distributed.checkpoint_uri:  # the checkpoint is a path on the driver's disk: keep the curator beside it
             placement["scheduling_strategy"] = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
         # one call at a time: the stores it holds are not thread-safe
-        self.curator = Curator.options(num_cpus=0, name=f"{prefix}-curator", max_restarts=-1, **placement).remote(
+        self.curator = Curator.options(num_cpus=0, name=curator_name(prefix), max_restarts=-1, **placement).remote(
             cfg.curation.trials, cfg.curation.embedder, dedup=cfg.curation.dedup,
             dedup_threshold=cfg.curation.dedup_threshold, code_envs=(cfg.env.id,) if code_actions else (),
             fixed=cfg.curation.fixed_examples, checkpoint=checkpoint, run=prefix, live_examples=cfg.curation.mode != "adaptive",
             float16_from=cfg.curation.ann_threshold, snapshot_every=cfg.distributed.checkpoint_snapshot_every,
         )
+        # restarted by Ray too, so only plain values go to their constructor: the other actors by name
+        engines = [engine_name(prefix, i) for i in range(len(self.engines))]
         self.workers = [
-            AgentWorker.options(
+            AgentWorker.options(  # spread over the nodes: a worker's environments and agent loop use its node's CPUs
                 num_cpus=0, max_concurrency=cfg.distributed.episodes_per_worker + 4, max_restarts=-1,
-                name=f"{prefix}-worker-{i}",
-            ).remote(cfg, self.engines, self.curator, cfg.llm.model)
+                name=f"{prefix}-worker-{i}", scheduling_strategy="SPREAD",
+            ).remote(cfg, engines, curator_name(prefix), cfg.llm.model)
             for i in range(cfg.distributed.workers)
         ]
         try:  # every engine is up (one whose model fails to load raises here)
             names = ray.get([engine.model_name.remote() for engine in self.engines])
             self.model_name = names[0] if names else cfg.llm.model
+            self.engine_facts = engine_facts(self.engines, cfg.llm)
+            log.info("%s engine serving %s: %s", cfg.llm.engine, self.model_name, describe_precision(self.engine_facts))
         except BaseException:
             for actor in [self.curator, *self.workers]:
                 ray.kill(actor, no_restart=True)

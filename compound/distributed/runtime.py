@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import ray
+from ray.exceptions import RayActorError
 
 from compound.config import DistributedConfig
 from compound.failures import ClusterUnreachable
@@ -27,7 +28,7 @@ ACTOR_ENV_VARS = {
     # No OMP_WAIT_POLICY: OpenMP's default (spin briefly, then sleep; less spin when
     # oversubscribed) suits the engine, whose threads meet at a barrier after every op.
     # PASSIVE (sleep at once) made its threads pay a wake-up per op: replayed on 2 cores,
-    # 3.95-4.49 ms per prefilled token with it, 3.33-3.66 without (benchmarks/ENGINE.md).
+    # 3.95-4.49 ms per prefilled token with it, 3.33-3.66 without (docs/engines.md).
     # A value set in the environment that starts Ray is inherited as usual.
 }
 
@@ -99,6 +100,29 @@ def wait_reachable(address: str, timeout_s: float) -> None:
     )
 
 
+TOKEN_AUTH_NOTICE = "Token authentication is enabled for this Ray cluster"
+
+
+class _TokenAuthNotice(logging.Filter):
+    """Drops Ray's notice that token authentication is on (its default for a new local cluster).
+
+    Token authentication is what compound wants for the Ray it starts, and a
+    cluster that refuses the run's connection is explained by compound itself
+    (``_join_failure``), so the notice, which says how to turn it off, is not
+    run output. Ray's warning that authentication is *off* is kept.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(TOKEN_AUTH_NOTICE)
+
+
+def quiet_token_auth_notice() -> None:
+    """Install ``_TokenAuthNotice`` on Ray's authentication logger (once)."""
+    logger = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    if not any(isinstance(f, _TokenAuthNotice) for f in logger.filters):
+        logger.addFilter(_TokenAuthNotice())
+
+
 def init_ray(cfg: DistributedConfig, *, runtime_env: dict | None = None) -> str:
     """Join the cluster named by the config or RAY_ADDRESS, else start a local Ray of the run's own.
 
@@ -114,6 +138,7 @@ def init_ray(cfg: DistributedConfig, *, runtime_env: dict | None = None) -> str:
     """
     if ray.is_initialized():
         return with_dashboard("existing Ray session", session_dashboard_url())
+    quiet_token_auth_notice()
     address = cfg.address or os.environ.get("RAY_ADDRESS")
     kwargs: dict = dict(
         namespace=NAMESPACE,
@@ -181,8 +206,8 @@ def working_dir_copy_warning(run_dir: Path) -> str | None:
     """A warning when ``run_dir`` lies inside Ray's temporary copy of a job's ``working_dir``, else None.
 
     ``ray job submit --working-dir D -- compound run --out relrun`` runs in
-    ``<session>/runtime_resources/working_dir_files/_ray_pkg_<hash>/``, a copy
-    Ray deletes with its session, so a relative ``--out`` lands there.
+    ``<ray temp dir>/runtime_resources/working_dir_files/_ray_pkg_<hash>/``, a
+    copy Ray deletes when the cluster stops, so a relative ``--out`` lands there.
 
     >>> working_dir_copy_warning(Path("/tmp/ray/session_1/runtime_resources/working_dir_files/_ray_pkg_ab/out")) is not None
     True
@@ -232,3 +257,28 @@ def _join_failure(address: str, exc: BaseException, auth_mode: str | None = None
         )
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return f"could not join the Ray cluster at {address}: {first[:300]}; check distributed.address / RAY_ADDRESS"
+
+
+def probe_cluster(address: str) -> tuple[bool, str]:
+    """Join ``address`` and leave again: (True, what was found) or (False, why it could not join).
+
+    ``compound doctor`` asks this; it takes a few seconds.
+    """
+    try:
+        wait_reachable(address, 5.0)
+    except ClusterUnreachable as exc:
+        return False, str(exc)
+    try:
+        ray.init(address=address, logging_level="ERROR", log_to_driver=False)
+    except (ConnectionError, RuntimeError) as exc:
+        return False, _join_failure(address, exc)
+    try:
+        gpus = int(ray.cluster_resources().get("GPU", 0))
+    finally:
+        ray.shutdown()
+    auth = os.environ.get("RAY_AUTH_MODE", "Ray's default")
+    return True, f"joined {address} ({gpus} GPUs; auth mode: {auth})"
+
+
+ActorDied = RayActorError
+"""What a call to an actor of the run raises when that actor died (Ray's ``RayActorError``)."""

@@ -1,22 +1,28 @@
 """Keeps every live worker busy up to its concurrency and re-runs episodes whose worker died.
 
-The driver hands over a batch of episode specs; results come back in
-completion order. Workers are actors with ``max_restarts``: when one dies,
+The driver hands over episode specs; results come back in completion order,
+a batch at a time. A worker is given several episodes per call
+(``dispatch_size``: a quarter of its slots, 1 to 64), and holds at most its
+``per_worker`` slots plus one such batch, so it never waits for a round trip
+to the driver with a slot free; a call returns its batch's results
+together. So the driver makes one call, one wait and one fetch per batch,
+not per episode. Workers are actors with ``max_restarts``: when one dies,
 Ray restarts it, and until it answers again it is *down*: nothing is placed
 on it, and a probe (its ``ready`` method) is sent with a bounded exponential
 backoff until it answers. Episodes go to live workers only.
 
-Failures are told apart because they cost different things. When an
-episode's call fails because its worker is gone (``RayActorError``; Ray
+Failures are told apart because they cost different things. When a
+batch's call fails because its worker is gone (``RayActorError``; Ray
 reports a SIGKILLed or crashed worker's in-flight calls as
-``ActorUnavailableError``), the episode goes back to the queue at once, for
-a live worker, and one try of it is spent. The probe then tells what
+``ActorUnavailableError``), each of its episodes goes back to the queue at
+once, for a live worker, and one try of each is spent. The probe then tells what
 happened: a new process id means the worker died and restarted, and the
 tries stay spent (at most ``max_retries`` re-runs per episode, so an episode
 that kills every worker it touches cannot loop forever); the same process id
 means it was only unreachable, and the tries are given back.
 
-An episode that raised (``RayTaskError``) is judged by its cause
+An episode that raised (an ``EpisodeError`` in its batch's results, or the
+batch's call raised: ``RayTaskError``) is judged by its cause
 (``compound.failures.classify``). A transient cause (an engine restarting,
 an endpoint's 503s past the client's retries) sends it back to the queue
 after an exponential backoff (``transient_backoff_s``), on whichever worker
@@ -43,12 +49,27 @@ from typing import Any, Callable, Iterable, Iterator
 import ray
 from ray.exceptions import RayActorError, RayTaskError
 
-from compound.distributed.episodes import EpisodeSpec
+from compound.distributed.episodes import EpisodeError, EpisodeSpec
 from compound.distributed.worker_health import WorkerHealth
 from compound.failures import classify, retry_delay
 from compound.types import Trajectory
 
 log = logging.getLogger(__name__)
+
+
+DISPATCH_MAX = 64
+"""Most episodes in one call to a worker."""
+
+
+def dispatch_size(per_worker: int, pending: int = 1 << 30, live: int = 1) -> int:
+    """Episodes to send a worker in one call: a quarter of its slots (1 to ``DISPATCH_MAX``),
+    and no more than its share of what is left, so the last episodes spread over the workers.
+
+    >>> dispatch_size(1), dispatch_size(8), dispatch_size(32), dispatch_size(2048), dispatch_size(32, pending=6, live=2)
+    (1, 2, 8, 64, 3)
+    """
+    size = max(1, min(DISPATCH_MAX, -(-per_worker // 4)))
+    return max(1, min(size, -(-pending // max(1, live))))
 
 
 class EpisodeFailed(RuntimeError):
@@ -89,6 +110,8 @@ class EpisodeScheduler:
         self.queued = self.in_flight = 0  # as of the last pass of ``run``
         self._rng = random.Random(0)  # jitter only; which worker runs a retry does not change its result
         self.retries = 0  # episodes re-run because their worker failed under them
+        self.batches = 0  # calls made to workers (each carries up to ``dispatch_size`` episodes)
+        self._generation = 0  # counts ``run`` calls: a worker refetches its stores at a new one
         self.transient_retries = 0  # episodes re-run after a transient failure
         self._transient: dict[tuple, int] = {}
         self.restarts = 0  # workers that came back in a new process (they had died)
@@ -106,28 +129,46 @@ class EpisodeScheduler:
         on_error: Callable[[EpisodeFailed], None] | None = None,
     ) -> Iterator[Trajectory]:
         """Yield trajectories as episodes finish. ``frozen``: ``[ref]`` of a fixed example set."""
+        for batch in self.run_batches(specs, frozen=frozen, on_error=on_error):
+            yield from batch
+
+    def run_batches(
+        self,
+        specs: Iterable[EpisodeSpec],
+        *,
+        frozen: list | None = None,
+        on_error: Callable[[EpisodeFailed], None] | None = None,
+    ) -> Iterator[list[Trajectory]]:
+        """``run``, a worker's returned batch at a time (what the driver's bookkeeping takes)."""
         pending = deque(specs)
         delayed: list[tuple[float, int, EpisodeSpec]] = []  # (due, order, spec): transient retries waiting out a backoff
-        in_flight: dict[ray.ObjectRef, tuple[int, EpisodeSpec]] = {}
+        in_flight: dict[ray.ObjectRef, tuple[int, list[EpisodeSpec]]] = {}
         load = [0] * len(self.workers)
         health = self.health
+        self._generation += 1
+        generation = self._generation
+        size = dispatch_size(self.per_worker)
+        room = self.per_worker + size  # its slots, and one batch waiting for a slot
 
         def fill() -> None:
             now = time.monotonic()
             while delayed and delayed[0][0] <= now:
                 pending.appendleft(heapq.heappop(delayed)[2])
             while pending:
-                i = health.pick(load, self.per_worker)
+                i = health.pick(load, room)
                 if i is None:
                     return
-                spec = pending.popleft()
-                in_flight[self.workers[i].run.remote(spec, frozen)] = (i, spec)
-                load[i] += 1
+                live = sum(s == "live" for s in health.state)
+                n = min(room - load[i], dispatch_size(self.per_worker, len(pending), live))
+                batch = [pending.popleft() for _ in range(min(n, len(pending)))]
+                in_flight[self.workers[i].run_batch.remote(batch, frozen, generation)] = (i, batch)
+                load[i] += len(batch)
+                self.batches += 1
 
         while True:
             self._send_due_probes()
             fill()
-            self.queued, self.in_flight = len(pending) + len(delayed), len(in_flight)
+            self.queued, self.in_flight = len(pending) + len(delayed), sum(load)
             if self.metrics is not None:
                 self.metrics.load(self.queued, self.in_flight)
             if not in_flight and not pending and not delayed:
@@ -142,31 +183,36 @@ class EpisodeScheduler:
                 if ref is not None:
                     self._probe_answered(ref)
                 continue
-            i, spec = in_flight.pop(ref)
-            load[i] -= 1
+            i, batch = in_flight.pop(ref)
+            load[i] -= len(batch)
             try:
-                result = ray.get(ref)
+                results = ray.get(ref)
             except RayActorError as exc:
                 if health.mark_down(i, time.monotonic()):
                     log.warning("worker %d is down (%s); placing its episodes elsewhere until it answers", i, type(exc).__name__)
-                self._tries[spec.key] = self._tries.get(spec.key, 0) + 1
-                if self._tries[spec.key] > self.max_retries:
-                    self._failed(spec, exc, on_error)
-                    continue
-                self.retries += 1
-                self._lost_on.setdefault(i, []).append(spec.key)
-                pending.appendleft(spec)  # placed by fill() on a live worker
+                for spec in reversed(batch):  # back to the front of the queue, in their order
+                    self._tries[spec.key] = self._tries.get(spec.key, 0) + 1
+                    if self._tries[spec.key] > self.max_retries:
+                        self._failed(spec, exc, on_error)
+                        continue
+                    self.retries += 1
+                    self._lost_on.setdefault(i, []).append(spec.key)
+                    pending.appendleft(spec)  # placed by fill() on a live worker
                 continue
-            except RayTaskError as exc:
-                delay = self._transient_delay(spec, exc)
-                if delay is None:
-                    self._failed(spec, exc, on_error)
-                else:
-                    heapq.heappush(delayed, (time.monotonic() + delay, self.transient_retries, spec))
-                continue
-            yield result
+            except RayTaskError as exc:  # the batch's call itself raised
+                results = [EpisodeError(spec.key, exc) for spec in batch]
+            finished = [r for r in results if not isinstance(r, EpisodeError)]
+            if finished:
+                yield finished
+            for spec, result in zip(batch, results):
+                if isinstance(result, EpisodeError):
+                    delay = self._transient_delay(spec, result.error)
+                    if delay is None:
+                        self._failed(spec, result.error, on_error)
+                    else:
+                        heapq.heappush(delayed, (time.monotonic() + delay, self.transient_retries, spec))
 
-    def _transient_delay(self, spec: EpisodeSpec, exc: RayTaskError) -> float | None:
+    def _transient_delay(self, spec: EpisodeSpec, exc: BaseException) -> float | None:
         """Seconds to wait before running ``spec`` again, or None when its failure is not worth a retry."""
         cause = getattr(exc, "cause", None) or exc
         if classify(cause) != "transient":

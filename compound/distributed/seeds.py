@@ -6,7 +6,7 @@ ordinary run directory (its config.yaml says ``seed: s, seeds: 1``), so
 ``compound replay``, ``lineage`` and ``--resume`` work on it as on any run.
 ``out_dir`` itself holds ``config.yaml`` (the configuration as given, with
 ``seeds``), ``seeds.json``, ``summary.md`` and ``success.png``
-(``compound.seed_summary``).
+(``compound.runs.seed_summary``).
 
 Every number in seeds.json is read back from the seed directories, never
 from memory, so it says what their trajectories say, also for seeds that a
@@ -23,14 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
-
 from compound.config import RunConfig, dump_config
-from compound.distributed.driver import run_class
+from compound.distributed.driver import Run
 from compound.distributed.runtime import init_ray
-from compound.resume import finished, last_summary
-from compound.rundir import RunDir, atomic_write_bytes, held_out_outcomes
-from compound.seed_summary import plot_seeds, seeds_markdown, summarize_seeds
+from compound.runs import finished, last_summary, plot_seeds, seeds_markdown, summarize_seeds
+from compound.runs.rundir import RunDir, atomic_write_bytes, held_out_outcomes
+from compound.runs.safe_parquet import read_trajectory_columns
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +50,7 @@ def seed_record(seed: int, run_dir: str | Path) -> dict[str, Any]:
     ``wall_time_s``: what the run's last execution reported in metrics.jsonl.
     """
     run_dir = Path(run_dir)
-    rows = pq.read_table(run_dir / "trajectories.parquet", columns=["phase", "success"]).to_pylist()
+    rows = read_trajectory_columns(run_dir / "trajectories.parquet", ["phase", "success"])  # every part, checked
     train = [bool(r["success"]) for r in rows if r["phase"] == "train"]
     outcomes = held_out_outcomes(run_dir)
     summary = last_summary(run_dir) or {}
@@ -84,13 +82,14 @@ def write_seeds_report(out_dir: Path, cfg: RunConfig, per_seed: list[dict[str, A
     plot_seeds(out_dir / "success.png", aggregate)
 
 
-def run_seeds(cfg: RunConfig, out_dir: str | Path, *, progress: bool = True) -> SeedsResult:
+def run_seeds(cfg: RunConfig, out_dir: str | Path, *, progress: bool = True, origin: dict[str, Any] | None = None) -> SeedsResult:
     """Run ``cfg`` under each of its ``cfg.seeds`` seeds into ``out_dir/seed-<s>/``, then summarise them.
 
     Resumes: a seed directory already finished under its configuration is
     read back, the others continue from what they saved. Works for
     ``cfg.seeds == 1`` too (one seed directory); the CLI runs that case
-    directly in ``out_dir`` instead.
+    directly in ``out_dir`` instead. ``origin``: the config file's path and
+    the command, for each seed's summary.
     """
     out = RunDir(out_dir)
     out.write_text("config.yaml", dump_config(cfg))
@@ -103,7 +102,7 @@ def run_seeds(cfg: RunConfig, out_dir: str | Path, *, progress: bool = True) -> 
             continue
         log.info("seed %d (%d of %d): running into %s", seed, i, len(configs), path)
         where = where or init_ray(cfg.distributed)
-        run_class(seed_cfg)(seed_cfg, path, progress=progress).execute(where)  # releases its actors before the next seed starts
+        Run(seed_cfg, path, progress=progress, origin=origin).execute(where)  # releases its actors before the next seed starts
     per_seed = [seed_record(seed, out.path / seed_dir_name(seed)) for seed in configs]
     aggregate = summarize_seeds({seed: held_out_outcomes(out.path / seed_dir_name(seed)) for seed in configs})
     write_seeds_report(out.path, cfg, per_seed, aggregate)

@@ -7,7 +7,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pytest
 
-from compound.curation.embedders import MiniLMEmbedder, TfidfEmbedder
+from compound.curation.retrieval.embedders import MiniLMEmbedder, TfidfEmbedder
 from compound.types import Step, Trajectory
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from compound.curation.dedup import dedup, structural_key
+from compound.curation.dedup import structural_key
 
 SOFTMAX = '''
 import numpy as np
@@ -61,9 +61,3 @@ def test_unparsable_code_is_keyed_by_its_raw_text() -> None:
     assert structural_key("def broken(:") == structural_key("def broken(:")
     assert structural_key("def broken(:").startswith("raw:")
     assert structural_key("def broken(:") != structural_key("def broken( :")
-
-
-def test_dedup_keeps_the_first_of_each_structure_in_order() -> None:
-    solutions = [{"id": 1, "code": SOFTMAX}, {"id": 2, "code": "x = ("}, {"id": 3, "code": SOFTMAX_RENAMED}, {"id": 4, "code": "x = ("}]
-    assert [s["id"] for s in dedup(solutions, code=lambda s: s["code"])] == [1, 2]
-    assert dedup([]) == []

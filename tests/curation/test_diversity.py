@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from compound.curation.diversity import cluster_labels, diverse_selection, select_diverse
+from compound.curation.diversity import cluster_labels, diverse_selection
 from compound.curation.errors import CurationError
-from compound.curation.store import ExperienceStore
 
 
 def three_blobs(seed: int = 0) -> np.ndarray:
@@ -44,17 +43,6 @@ def test_bad_inputs_are_named() -> None:
         diverse_selection(np.ones((3, 2)), 2, utilities=[1.0])
     with pytest.raises(CurationError, match="2-D"):
         cluster_labels(np.ones(3), 2)
-
-
-def test_select_diverse_spreads_over_different_kinds_of_task(traj, tfidf) -> None:
-    store = ExperienceStore(tfidf)
-    store.add(
-        [traj(f"heat{i}", f"heat the potato number {i}", plan="microwave the potato") for i in range(3)]
-        + [traj(f"sql{i}", f"select employee salaries {i}", plan="write a select query") for i in range(3)]
-    )
-    utilities = {"toy-heat2-t0-a0": 1.0, "toy-heat1-t0-a0": 0.9}
-    picked = [t.task_id for t in select_diverse(store.snapshot(), 2, utilities=utilities)]
-    assert picked[0] == "heat2" and picked[1].startswith("sql")
 
 
 def test_large_inputs_take_the_minibatch_path_and_recover_planted_clusters(monkeypatch) -> None:

@@ -1,4 +1,4 @@
-"""PBT over stores: quantiles, exploit pairs, bounded and reproducible explore, the paper's rule, replay."""
+"""PBT over stores: quantiles, exploit pairs, bounded and reproducible explore, the paper's rule."""
 
 from __future__ import annotations
 
@@ -10,20 +10,28 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from compound.curation.errors import CurationError
-from compound.curation.pbt import (
-    DEFAULT_SPACE,
-    HyperParam,
-    apply_decision,
-    explore,
-    paper_decision,
-    pbt_decision,
-    quantile_size,
-    replay_params,
-    validate_space,
-)
+from compound.curation.pbt import DEFAULT_SPACE as SHIPPED_SPACE
+from compound.curation.pbt import HyperParam, explore, paper_decision, quantile_size, validate_space
+from compound.curation.pbt import pbt_decision as _pbt_decision
 
 START = {"k": 6, "temperature": 0.7, "retrieval": "flex", "diversity": 0.3, "store_budget": 1000}
+DEFAULT_SPACE = (  # every hyper-parameter a trial has, with bounds wide enough to search
+    HyperParam("k", "int", low=1, high=16),
+    HyperParam("temperature", "float", low=0.0, high=1.5),
+    HyperParam("retrieval", "choice", choices=("flex", "episode")),
+    HyperParam("diversity", "float", low=0.0, high=1.0),
+    HyperParam("store_budget", "int", low=32, high=100_000),
+)
 SPACE = {hp.name: hp for hp in DEFAULT_SPACE}
+
+
+def pbt_decision(scores, params, space=DEFAULT_SPACE, **kwargs):
+    """The decision over the five-parameter space above unless a test names another."""
+    return _pbt_decision(scores, params, space, **kwargs)
+
+
+def test_the_shipped_default_space_searches_examples_shown_and_training_temperature() -> None:
+    assert [(hp.name, hp.low, hp.high) for hp in SHIPPED_SPACE] == [("k", 1, 8), ("temperature", 0.0, 1.0)]
 
 
 def population(n: int) -> list[dict]:
@@ -144,24 +152,6 @@ def test_paper_rule_copies_the_worst_from_the_best_and_keeps_hyper_parameters() 
     assert record["event"] == "paper" and record["exploit"] == [{"target": 4, "source": 1}]  # tie: higher index is worst
     assert record["params_after"] == params and record["explored"] == {}
     assert paper_decision([0.5, 0.5], population(2), segment=0)["exploit"] == []
-
-
-def test_replay_rebuilds_every_trial_from_the_records_alone() -> None:
-    start, params, log = population(8), population(8), []
-    rng = np.random.default_rng(9)
-    for segment in range(6):
-        scores = rng.random(8).round(2).tolist()
-        record = pbt_decision(scores, params, segment=segment, seed=11) if segment % 2 else paper_decision(scores, params, segment=segment)
-        log.append(json.loads(json.dumps(record)))
-        params = record["params_after"]
-    assert replay_params(start, [{"event": "metrics"}] + log) == params
-
-
-def test_applying_a_decision_to_other_params_is_refused() -> None:
-    record = pbt_decision([0.1, 0.9], population(2), segment=4, seed=0)
-    assert apply_decision(population(2), record) == record["params_after"]
-    with pytest.raises(CurationError, match="segment 4 .* replay lineage in order"):
-        apply_decision(population(3)[1:], record)
 
 
 def test_more_bad_spaces_and_explore_arguments_are_named() -> None:

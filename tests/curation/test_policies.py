@@ -8,6 +8,7 @@ import pytest
 
 from compound.curation.errors import CurationError
 from compound.curation.policies import final_trajectories, segment_bounds, select_trials
+from compound.curation.store import strategy_vectors_for
 
 
 def test_segment_bounds_and_selection_speak_plain_values() -> None:
@@ -29,7 +30,7 @@ def population(traj):
 
 def test_without_exemplar_curation_the_best_trials_database_is_kept(traj) -> None:
     train, stores = population(traj)
-    chosen, record = final_trajectories(train, stores, exemplar_curation=False, diversity_clusters=0, embeddings=None, seed=0)
+    chosen, record = final_trajectories(train, stores, exemplar_curation=False, diversity_clusters=0, seed=0)
     assert [t.id for t in chosen] == ["a1"] and record["source"] == "best_trial:1"
     assert json.loads(json.dumps(record)) == record
 
@@ -42,12 +43,15 @@ def test_exemplar_curation_keeps_the_highest_utility_success_per_task(traj) -> N
     assert [t.id for t in chosen] == ["a1", "b0", "c1", "d1"] and record["utilities"] == {"a1": 1.0, "b0": 1.0}
 
 
-def test_diversity_keeps_the_best_of_each_cluster(traj) -> None:
+def test_diversity_keeps_the_best_of_each_cluster(traj, tfidf) -> None:
     heat = [traj(f"h{i}", f"heat the potato {i}", plan="microwave the potato", id=f"h{i}") for i in range(3)]
     sql = [traj(f"s{i}", f"select employee salaries {i}", plan="write a select query", id=f"s{i}") for i in range(3)]
     train = heat + sql + [traj("x", "g", id="x", example_ids=["h2", "s1"]), traj("y", "g", id="y", success=False, example_ids=["h0", "s0"])]
-    chosen, record = final_trajectories(train, [heat + sql], diversity_clusters=2, seed=0)
+    chosen, record = final_trajectories(train, [heat + sql], diversity_clusters=2, seed=0,
+                                        strategy_vectors=lambda ts: strategy_vectors_for(ts, tfidf))
     assert {t.id for t in chosen} == {"h2", "s1"} and record["before_diversity"] == 6 and record["kept"] == 2
+    with pytest.raises(CurationError, match="needs the candidates' strategy vectors"):
+        final_trajectories(train, [heat + sql], diversity_clusters=2, seed=0)
     with pytest.raises(CurationError, match="diversity_clusters"):
         final_trajectories(train, [heat], diversity_clusters=-1)
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from compound.curation import ExperienceStore, TfidfEmbedder
+from compound.curation.retrieval import TfidfEmbedder
+from compound.curation.store import ExperienceStore
 from compound.curation.segment_pass import segment_pass
 from compound.curation.utility import ExemplarUtility
 from compound.types import Step, Trajectory

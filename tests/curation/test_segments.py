@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from compound.curation.errors import CurationError
-from compound.curation.segments import segment_of, segment_ranges
+from compound.curation.segments import segment_ranges
 
 
 def test_paper_defaults_double_from_twenty() -> None:
@@ -24,15 +24,9 @@ def test_segments_tile_the_stream_and_grow(n, first, growth) -> None:
     assert sizes == sorted(sizes) and all(size >= 1 for size in sizes)
     if ranges:
         assert len(ranges[0]) == min(first, n)
-        assert all(segment_of(i, ranges) == k for k, r in enumerate(ranges) for i in (r.start, r.stop - 1))
 
 
 @pytest.mark.parametrize("kwargs", [dict(n_tasks=-1), dict(n_tasks=5, first=0), dict(n_tasks=5, growth=0.5)])
 def test_bad_parameters_are_named(kwargs) -> None:
     with pytest.raises(CurationError, match="segments need"):
         segment_ranges(**kwargs)
-
-
-def test_segment_of_outside_the_stream() -> None:
-    with pytest.raises(CurationError, match="outside"):
-        segment_of(20, segment_ranges(20))

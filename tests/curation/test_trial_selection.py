@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from compound.curation.errors import CurationError
-from compound.curation.trial_selection import segment_success_rates, select_trials
+from compound.curation.trial_selection import select_trials
 
 
 def test_worst_trial_gets_a_copy_of_the_best() -> None:
@@ -51,13 +51,3 @@ def test_every_target_scored_below_the_source_and_order_of_input_does_not_matter
 def test_bad_rates_are_refused(rates) -> None:
     with pytest.raises(CurationError):
         select_trials(rates, segment=0)
-
-
-def test_segment_success_rates_count_only_the_segments_tasks(traj) -> None:
-    episodes = [
-        traj("1", "g", trial=0),
-        traj("2", "g", trial=0, success=False),
-        traj("9", "g", trial=0, success=False),  # outside the segment
-        traj("1", "g", trial=1, success=False),
-    ]
-    assert segment_success_rates(episodes, ["toy:1", "toy:2"]) == {0: 0.5, 1: 0.0}

@@ -15,7 +15,7 @@ import pytest
 from tests.benchmark_modules import load_benchmark
 
 from compound.config import dump_config
-from compound.rundir import held_out_outcomes
+from compound.runs.rundir import held_out_outcomes
 from tests.distributed.test_run import scripted_config
 
 pytestmark = pytest.mark.slow
@@ -71,3 +71,16 @@ def test_ablation_refuses_bad_arguments_in_one_line(tmp_path, capsys):
     assert "unknown variants ['nope']" in capsys.readouterr().err
     assert ablation.main(["--config", str(tmp_path / "missing.yaml"), "--out", str(tmp_path)]) == 2
     assert "missing.yaml" in capsys.readouterr().err
+
+
+def test_gpu_scale_plans_every_variant_on_a_plain_bootstrap_base(tmp_path):
+    """The cluster config's PBT population is not the base: every variant adds its own curation to plain bootstrap."""
+    ablation = load_ablation()
+    jobs, skipped = ablation.plan("gpu", ablation.ORDER, 1, tmp_path)
+    assert skipped == []
+    cfg = {job.variant: job.cfg for job in jobs}
+    assert set(cfg) == set(ablation.ORDER) - {ablation.BASELINE}
+    assert (cfg["bootstrap"].curation.trials, cfg["bootstrap"].curation.max_store) == (1, None)
+    assert (cfg["pbt"].curation.trials, cfg["pbt"].curation.selection) == (2, "pbt")
+    assert cfg["bootstrap"].llm.engine == "vllm" and cfg["bootstrap"].llm.num_engines == 8
+    assert (cfg["bootstrap"].distributed.workers, cfg["bootstrap"].distributed.episodes_per_worker) == (32, 32)

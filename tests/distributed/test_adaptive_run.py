@@ -18,7 +18,7 @@ import pytest
 
 from compound.config import validate_config
 from compound.envs.operators.catalog import get_operator
-from compound.rundir import read_trajectories
+from compound.runs.rundir import read_trajectories
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +31,7 @@ def adaptive_config():
         "name": "adaptive",
         "env": {"id": "operators/numpy", "params": {"operators": ["silu", "gemm", "mse"], "max_attempts": 1},
                 "train_tasks": 3, "eval_tasks": 0},
-        "llm": {"engine": "scripted", "script": [reply], "max_tokens": 400},
+        "llm": {"engine": "scripted", "scripted": {"script": [reply]}, "max_tokens": 400},
         "agent": {"max_steps": 1, "plan": False, "examples": "episode", "k_episode": 2},
         "curation": {"embedder": "tfidf", "mode": "adaptive", "adaptive": {"samples": 3, "strata": 3, "max_rounds": 4}},
         "distributed": {"workers": 2, "episodes_per_worker": 2},
@@ -93,7 +93,7 @@ def test_adaptive_resume_replays_the_rounds(ray_session, tmp_path):
     compared by task and code, not by trajectory id.
     """
     from compound.distributed.driver import run
-    from compound.rundir import write_trajectories
+    from tests.distributed.test_run import keep_only
 
     cfg = adaptive_config()
     run(cfg, tmp_path, progress=False)
@@ -103,7 +103,7 @@ def test_adaptive_resume_replays_the_rounds(ray_session, tmp_path):
 
     store = solutions()
     rounds = (tmp_path / "lineage.jsonl").read_text().splitlines()
-    write_trajectories(tmp_path / "trajectories.parquet", [t for t in before if t.attempt < 3])
+    keep_only(tmp_path, [t for t in before if t.attempt < 3])
     run(cfg, tmp_path, progress=False)
     after = read_trajectories(tmp_path / "trajectories.parquet")
     assert sorted(t.id for t in after) == sorted(t.id for t in before)

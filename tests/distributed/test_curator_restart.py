@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from compound.curation import TfidfEmbedder
-from compound.curation.vectors import embed_trajectories
+from compound.curation.retrieval import TfidfEmbedder
+from compound.curation.store.vectors import embed_trajectories
 from compound.types import Step, Trajectory
 
 pytestmark = pytest.mark.slow
@@ -86,4 +86,35 @@ def test_a_restart_from_a_snapshot_rebuilds_what_a_full_replay_does(ray_session,
     ray.get(snap.submit.remote(t, embed_trajectories([t], TfidfEmbedder())[0], "w1"))
     assert view(snap, ray) == before
     for actor in (full, snap):
+        ray.kill(actor)
+
+
+def test_a_batch_is_one_durable_record_and_a_retried_batch_is_not_applied_again(ray_session, tmp_path):
+    """Group commit: the pushes of ``calls`` sent as one ``submit_batch`` give the state one by one would,
+    in one checkpoint record; after a restart, the same batch is acknowledged and changes nothing."""
+    from compound.distributed.curator import Curator
+
+    ray = ray_session
+    embedder = TfidfEmbedder()
+
+    def start(folder):
+        return Curator.options(num_cpus=0).remote(2, "tfidf", dedup=True, dedup_threshold=0.99, checkpoint=str(tmp_path / folder),
+                                                  run="r", float16_from=3)
+
+    pushes = [episode(i, task=i % 4, shown=("t0",) * (i % 2)) for i in range(9)] + [episode(9, task=0, success=False)]
+    items = [(t, embed_trajectories([t], embedder)[0] if t.success else None) for t in pushes]
+    single, batched = start("single"), start("batched")
+    for t, v in items:
+        ray.get(single.submit.remote(t, v, "w0"))
+    versions = ray.get(batched.submit_batch.remote(items, "w0"))
+    assert versions[-1] == ray.get(batched.version.remote(0)) == ray.get(single.version.remote(0))
+    assert ray.get(batched.checkpoint_info.remote())["ops"] == 1 and ray.get(single.checkpoint_info.remote())["ops"] == len(items)
+    assert view(batched, ray) == view(single, ray)
+    ray.kill(batched)
+    restarted = start("batched")
+    before = view(restarted, ray)
+    assert before == view(single, ray), "the one record replays to the same state"
+    ray.get(restarted.submit_batch.remote(items, "w0"))
+    assert view(restarted, ray) == before and ray.get(restarted.checkpoint_info.remote())["ops"] == 1
+    for actor in (single, restarted):
         ray.kill(actor)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 
 from compound.config import validate_config
-from compound.curation import TfidfEmbedder
-from compound.curation.vectors import embed_trajectories
+from compound.curation.retrieval import TfidfEmbedder
+from compound.curation.store.vectors import embed_trajectories
 from compound.types import Step, Trajectory
 
 pytestmark = pytest.mark.slow
@@ -28,13 +28,13 @@ def actors(ray_session):
     from compound.distributed.worker import AgentWorker
 
     cfg = validate_config({
-        "llm": {"engine": "scripted", "script": ["look"]},
+        "llm": {"engine": "scripted", "scripted": {"script": ["look"]}},
         "curation": {"embedder": "tfidf", "trials": 2},
         "env": {"id": "twx/coin"},
     })
-    engines = start_engines(cfg.llm)
-    curator = Curator.options(num_cpus=0).remote(2, "tfidf", dedup=True)
-    worker = AgentWorker.options(num_cpus=0).remote(cfg, engines, curator, "scripted")
+    engines = start_engines(cfg.llm, name_prefix="data-plane")
+    curator = Curator.options(num_cpus=0, name="data-plane-curator").remote(2, "tfidf", dedup=True)
+    worker = AgentWorker.options(num_cpus=0).remote(cfg, ["data-plane-engine-0"], "data-plane-curator", "scripted")
     yield ray_session, curator, worker
     for actor in (worker, curator, *engines):
         ray_session.kill(actor)

@@ -102,13 +102,13 @@ async def test_requests_are_appended_to_the_recording_file_when_one_is_named(mon
 
 
 def test_hf_engine_arguments_follow_the_config_and_are_all_hf_engine_parameters():
-    """A config field that never reaches the engine would silently do nothing (``llm.reuse_replies`` here)."""
+    """A config field that never reaches the engine would silently do nothing (``llm.hf.reuse_replies`` here)."""
     import inspect
 
     from compound.config import LLMConfig
-    from compound.llm.hf import HFEngine
+    from compound.llm.hf.engine import HFEngine
 
-    kwargs = engines.engine_kwargs(LLMConfig(engine="hf", reuse_replies=False, prefix_cache_mb=64.0, dtype="bfloat16"), threads=2)
+    kwargs = engines.engine_kwargs(LLMConfig(engine="hf", hf={"reuse_replies": False, "prefix_cache_mb": 64.0, "dtype": "bfloat16"}), threads=2)
     assert kwargs["reuse_replies"] is False and kwargs["prefix_cache_mb"] == 64.0 and kwargs["threads"] == 2
     assert kwargs["dtype"] == "bfloat16"
     assert engines.engine_kwargs(LLMConfig(engine="hf"))["reuse_replies"] is True

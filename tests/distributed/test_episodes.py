@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from compound.config import LLMConfig
-from compound.distributed.episodes import EVAL_NONE, EVAL_STORE, TRAIN, episode_seed, episode_temperature, make_spec
+from compound.config import AgentConfig, CurationConfig, LLMConfig
+from compound.curation.trial_params import episode_settings
+from compound.distributed.episodes import EVAL_NONE, EVAL_STORE, TRAIN, episode_seed, make_spec
 from compound.types import Task
 
 TASK = Task("twx/coin", "coin/train/1", "train")
@@ -24,6 +25,9 @@ def test_keys_separate_phases_and_trials():
 
 def test_training_may_explore_but_evaluation_never_does():
     llm = LLMConfig(temperature=0.0, train_temperature=0.8)
+    def episode_temperature(llm, spec):
+        return episode_settings(AgentConfig(), llm, CurationConfig(), spec.params, learn=spec.learn).temperature
+
     assert episode_temperature(llm, make_spec(0, TRAIN, 0, TASK)) == 0.8
     assert episode_temperature(llm, make_spec(0, EVAL_STORE, 0, TASK)) == 0.0
     assert episode_temperature(LLMConfig(temperature=0.3), make_spec(0, TRAIN, 0, TASK)) == 0.3

@@ -17,7 +17,7 @@ import textwrap
 
 import pytest
 
-from compound.rundir import read_trajectories
+from compound.runs.rundir import read_trajectories
 
 pytestmark = pytest.mark.slow
 
@@ -53,7 +53,7 @@ def write_config(tmp_path, **distributed):
     settings = {"workers": 1, "episodes_per_worker": 2, **distributed}
     (tmp_path / "run.yaml").write_text(textwrap.dedent(f"""
         env: {{id: test/faulty, plugins: ["faulty_env:Faulty"], params: {{marker: "{marker}"}}, train_tasks: 4, eval_tasks: 0}}
-        llm: {{engine: scripted, script: ["1"], max_tokens: 4}}
+        llm: {{engine: scripted, scripted: {{script: ["1"]}}, max_tokens: 4}}
         agent: {{max_steps: 2, plan: false, examples: episode}}
         curation: {{embedder: tfidf, segment_first: 4}}
         distributed: {json.dumps(settings)}
@@ -77,17 +77,17 @@ def test_an_episode_s_own_failure_is_recorded_and_a_transient_one_retried(ray_se
     assert "episodes that failed by themselves (recorded with their error): 1" in (out / "summary.md").read_text()
 
     # a finished run: --resume reports it and runs (and writes) nothing
-    before = {name: (out / name).read_bytes() for name in ("metrics.jsonl", "lineage.jsonl", "trajectories.parquet")}
+    before = {p: p.read_bytes() for p in [out / "metrics.jsonl", out / "lineage.jsonl", *(out / "trajectories.parquet").iterdir()]}
     capsys.readouterr()
-    assert main(["run", "--resume", str(out), "--quiet"]) == 0
+    assert main(["run", "--resume", str(out), "--trust-config", "--quiet"]) == 0
     assert "finished before; nothing left to run" in capsys.readouterr().err
-    assert {name: (out / name).read_bytes() for name in before} == before
+    assert {p: p.read_bytes() for p in [out / "metrics.jsonl", out / "lineage.jsonl", *(out / "trajectories.parquet").iterdir()]} == before
 
     # a changed config is refused with what changed, before anything runs
-    assert main(["run", "--resume", str(out), "--set", "env.train_tasks=3", "--quiet"]) == 2
+    assert main(["run", "--resume", str(out), "--trust-config", "--set", "env.train_tasks=3", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "env.train_tasks: 4 -> 3" in err and "--force" in err and "Traceback" not in err
-    assert {name: (out / name).read_bytes() for name in before} == before
+    assert {p: p.read_bytes() for p in [out / "metrics.jsonl", out / "lineage.jsonl", *(out / "trajectories.parquet").iterdir()]} == before
 
 
 def test_past_the_failure_budget_the_run_stops_and_resume_goes_on_with_a_larger_one(ray_session, tmp_path, capsys):
@@ -102,7 +102,7 @@ def test_past_the_failure_budget_the_run_stops_and_resume_goes_on_with_a_larger_
     assert [t.error for t in saved if t.task_id == "train/2"] == ["RuntimeError: boom on task 2"], "the failed attempt is kept"
 
     # distributed.* places the run, it does not change its results: a resume may change it without --force
-    assert main(["run", "--resume", str(out), "--set", "distributed.max_failed_episodes=1", "--quiet"]) == 0
+    assert main(["run", "--resume", str(out), "--trust-config", "--set", "distributed.max_failed_episodes=1", "--quiet"]) == 0
     after = read_trajectories(out / "trajectories.parquet")
     assert sorted(t.task_id for t in after) == ["train/0", "train/1", "train/2", "train/3"]
     assert [t for t in after if t.task_id == "train/2"][0].id == [t for t in saved if t.task_id == "train/2"][0].id, \
@@ -118,7 +118,7 @@ def test_engines_that_need_gpus_the_cluster_lacks_fail_in_bounded_time(ray_sessi
     from compound.distributed.engines import start_engines
     from compound.failures import ResourcesUnavailable
 
-    cfg = validate_config({"llm": {"engine": "vllm", "model": "/models/any", "tensor_parallel_size": 2}})
+    cfg = validate_config({"llm": {"engine": "vllm", "model": "/models/any", "vllm": {"tensor_parallel_size": 2}}})
     with pytest.raises(ResourcesUnavailable) as info:
         start_engines(cfg.llm, [], ready_timeout_s=1)
     assert "'GPU': 1" in str(info.value) and "resource_timeout_s" in str(info.value)
@@ -230,7 +230,7 @@ def test_kill_9_of_the_driver_then_resume_ends_as_an_uninterrupted_run(tmp_path)
     assert driver.poll() is None, "the run ended before it could be killed"
     os.killpg(driver.pid, signal.SIGKILL)
     driver.wait()
-    resumed = compound("--resume", str(killed))
+    resumed = compound("--resume", str(killed), "--trust-config")  # its own run: the plugin it names is the test's
     assert resumed.wait(timeout=600) == 0, resumed.stderr.read()
 
     def ids(run_dir, name):
@@ -241,11 +241,13 @@ def test_kill_9_of_the_driver_then_resume_ends_as_an_uninterrupted_run(tmp_path)
         assert ids(killed, store) == ids(clean, store), store
     assert _lineage_without_timings(killed / "lineage.jsonl") == _lineage_without_timings(clean / "lineage.jsonl")
 
-    def events(run_dir):  # progress records come every 10 s of wall time, so their number differs between runs
+    def events(run_dir, *skip):  # progress records come every 10 s of wall time, so their number differs between runs
         records = (json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines())
-        return [r["event"] for r in records if r["event"] != "progress"]
+        return [r["event"] for r in records if r["event"] not in ("progress", *skip)]
 
-    assert events(killed) == events(clean)  # one record per segment, eval and summary: none doubled by the resume
+    assert events(killed, "start") == events(clean, "start")  # one record per segment, eval and summary: none doubled
+    assert (events(killed).count("start"), events(clean).count("start")) == (2, 1), "a start record per execution"
+    assert "resumed 20" in (killed / "summary.md").read_text()
 
 
 def test_a_killed_curator_restarts_from_its_checkpoint_and_the_run_goes_on(ray_session, tmp_path):

@@ -161,7 +161,7 @@ async def test_remote_llm_keeps_each_episode_on_one_engine_and_least_loaded_scat
     from compound.config import validate_config
     from compound.distributed.engines import start_engines, stop_engines
 
-    cfg = validate_config({"llm": {"engine": "scripted", "script": ["look"], "num_engines": 2}})
+    cfg = validate_config({"llm": {"engine": "scripted", "scripted": {"script": ["look"]}, "num_engines": 2}})
     handles = start_engines(cfg.llm)
     try:
 

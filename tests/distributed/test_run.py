@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from compound.config import validate_config
-from compound.rundir import read_trajectories
+from compound.runs.rundir import read_trajectories
 
 pytestmark = pytest.mark.slow
 
@@ -26,7 +26,7 @@ def scripted_config(**over):
     data = {
         "name": "t",
         "env": {"id": "twx/coin", "params": {"game_params": {"numLocations": 2, "includeDoors": 0}}, "train_tasks": 6, "eval_tasks": 3},
-        "llm": {"engine": "scripted", "script": ["take coin", "move east"], "max_tokens": 8},
+        "llm": {"engine": "scripted", "scripted": {"script": ["take coin", "move east"]}, "max_tokens": 8},
         "agent": {"max_steps": 4, "plan": False, "examples": "episode"},
         "curation": {"embedder": "tfidf", "segment_first": 3},
         "distributed": {"workers": 2, "episodes_per_worker": 2},
@@ -36,13 +36,26 @@ def scripted_config(**over):
     return validate_config(data)
 
 
+def keep_only(run_dir, kept):
+    """The run directory as if its run had died with only ``kept`` saved, in the one-file layout of older
+    run directories (which a resume takes as its first part)."""
+    import shutil
+
+    from compound.runs.rundir import write_trajectories
+
+    shutil.rmtree(run_dir / "trajectories.parquet")
+    write_trajectories(run_dir / "trajectories.parquet", kept)
+
+
 def test_run_writes_a_complete_run_directory(ray_session, tmp_path):
     from compound.distributed.driver import run
 
     cfg = scripted_config()
     result = run(cfg, tmp_path, progress=False)
-    for name in ["config.yaml", "trajectories.parquet", "metrics.jsonl", "summary.md", "success.png", "stores/final.parquet", "stores/trial-0.parquet"]:
+    for name in ["config.yaml", "metrics.jsonl", "summary.md", "success.png", "stores/final.parquet", "stores/trial-0.parquet"]:
         assert (tmp_path / name).is_file(), name
+    assert sorted(p.name for p in (tmp_path / "trajectories.parquet").iterdir()) == [
+        "part-000000.parquet", "part-000001.parquet", "part-000002.parquet"], "a part per training segment and one for evaluation"
     trajectories = read_trajectories(tmp_path / "trajectories.parquet")
     phases = pd.read_parquet(tmp_path / "trajectories.parquet")["phase"].value_counts().to_dict()
     assert phases == {"train": 6, "eval/none": 3, "eval/store": 3}
@@ -84,13 +97,12 @@ def test_later_episodes_see_earlier_successes(ray_session, tmp_path):
 
 def test_resume_reruns_only_what_is_missing(ray_session, tmp_path):
     from compound.distributed.driver import run
-    from compound.rundir import write_trajectories
 
     cfg = scripted_config(env={"train_tasks": 4, "eval_tasks": 2})
     run(cfg, tmp_path, progress=False)
     before = read_trajectories(tmp_path / "trajectories.parquet")
     kept = [t for t in before if t.phase == "train"]
-    write_trajectories(tmp_path / "trajectories.parquet", kept)  # as if the run died before evaluation
+    keep_only(tmp_path, kept)  # as if the run died before evaluation
     run(cfg, tmp_path, progress=False)
     after = read_trajectories(tmp_path / "trajectories.parquet")
     assert {t.id for t in kept} <= {t.id for t in after}, "resume must keep what was saved"
@@ -190,7 +202,7 @@ def test_a_dead_worker_s_episodes_are_rerun_exactly_once(ray_session, tmp_path):
 
 
 def test_a_plugin_environment_beside_the_config_runs_in_every_actor(ray_session, tmp_path, monkeypatch):
-    """The README's own-environment example, saved next to a config: the workers find it without PYTHONPATH."""
+    """docs/environments.md's own-environment example, saved next to a config: the workers find it without PYTHONPATH."""
     import textwrap
 
     from compound.config import load_config
@@ -213,7 +225,7 @@ def test_a_plugin_environment_beside_the_config_runs_in_every_actor(ray_session,
     '''))
     (tmp_path / "run.yaml").write_text(textwrap.dedent("""
         env: {id: test/echo-run, plugins: ["echo_env:Echo"], train_tasks: 3, eval_tasks: 0}
-        llm: {engine: scripted, script: ["1"], max_tokens: 4}
+        llm: {engine: scripted, scripted: {script: ["1"]}, max_tokens: 4}
         agent: {max_steps: 2, plan: false, examples: episode}
         curation: {embedder: tfidf, segment_first: 3}
         distributed: {workers: 1, episodes_per_worker: 2}
@@ -265,10 +277,10 @@ def test_an_engine_that_fails_to_load_fails_the_run_and_takes_the_other_actors_w
     raises the engine's reason and the curator and workers it started are gone."""
     import ray
 
-    from compound.distributed.driver import run_class
+    from compound.distributed.driver import Run
 
     cfg = scripted_config(llm={"engine": "hf", "model": str(tmp_path / "no-such-model")})
-    attempt = run_class(cfg)(cfg, tmp_path / "run", progress=False)
+    attempt = Run(cfg, tmp_path / "run", progress=False)
     with pytest.raises(Exception, match="not found"):
         attempt.execute("local Ray")
     assert len(attempt.actors.workers) == 2

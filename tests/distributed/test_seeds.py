@@ -12,7 +12,7 @@ import json
 import pytest
 
 from compound.config import dump_config, load_config
-from compound.rundir import read_trajectories
+from compound.runs.rundir import read_trajectories
 from tests.distributed.test_run import scripted_config
 
 pytestmark = pytest.mark.slow
@@ -38,7 +38,7 @@ def test_seeds_run_one_directory_each_and_summarise_over_them(ray_session, tmp_p
     for seed in (0, 1):
         d = out / f"seed-{seed}"
         for name in RUN_FILES:
-            assert (d / name).is_file(), f"seed-{seed}/{name}"
+            assert (d / name).exists(), f"seed-{seed}/{name}"
         seed_cfg = load_config(d / "config.yaml")
         assert (seed_cfg.seed, seed_cfg.seeds) == (seed, 1)
         per_seed[seed] = read_trajectories(d / "trajectories.parquet")

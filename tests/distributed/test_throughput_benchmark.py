@@ -23,23 +23,29 @@ def load_throughput():
 
 def test_throughput_quick_runs_every_part_on_the_scripted_engine(ray_session, tmp_path, capsys):
     throughput = load_throughput()
-    results = throughput.main([
-        "--quick", "--engine", "scripted", "--out", str(tmp_path), "--tasks", "2", "--steps", "2",
+    results = throughput.main([  # part f starts a cluster of its own (and ends this Ray): not here
+        "--quick", "--parts", "a,b,c,d,e", "--engine", "scripted", "--out", str(tmp_path), "--tasks", "2", "--steps", "2",
         "--workers", "1", "--concurrency", "2", "--episodes", "4", "--round-trips", "5",
         "--engine-concurrency", "2", "--engine-episodes", "2", "--routing-tasks", "2", "--routing-attempts", "1",
         "--routing-variants", "sticky",
     ])
-    for name in ("orchestration", "engine", "routing"):
+    for name in ("orchestration", "engine", "routing", "engine_pace", "central_capacity"):
         assert json.loads((tmp_path / f"{name}.json").read_text())["machine"]["cpu_count"] >= 1
         assert (tmp_path / f"{name}.png").stat().st_size > 0
     (row,) = results["a"]["rows"]
-    assert row["episodes"] == 6 and results["a"]["plain_loop"]["steps"] == row["steps"], "the plain loop steps the same actions"
+    assert row["episodes"] == 6 and row["plain_loop"]["steps"] == row["steps"], "the plain loop steps the same actions"
+    assert row["failed"] == 0 and row["worker_calls"] >= 1 and row["cpu_ms_per_episode"]["driver"] > 0
+    (pace,) = results["d"]["rows"]
+    assert 0 < pace["utilisation"] <= 1 and pace["engine_tokens_per_s"] > 0 and pace["ttft_p50_s"] > 0
+    central = results["e"]
+    assert central["episodes"] == 16 and central["steps"] == 16 * 10, "every counter episode is a 10-step success"
+    assert central["central_capacity_episodes_per_s"] > 0
     engine = results["b"]
     assert engine["raw"]["completion_tokens"] == engine["system"]["completion_tokens"] > 0, "raw replays the system's requests"
     (routed,) = results["c"]["rows"]
     assert routed["routing"] == "sticky, slack 1" and routed["calls"] == sum(routed["calls_per_engine"]) > 0
     out = capsys.readouterr().out
-    assert "plain loop" in out and "system / raw" in out and "cache hit rate" in out
+    assert "plain loop" in out and "system / raw" in out and "cache hit rate" in out and "utilisation" in out
 
 
 def test_throughput_rejects_a_bad_option_in_one_line(capsys):
