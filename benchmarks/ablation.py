@@ -8,7 +8,9 @@ Variants (overrides of one base config; ``VARIANTS``):
     fixed       the first k successes, never updated (curation.fixed_examples)
     bootstrap   Traj-Bootstrap, one trial
     db          + DB-curation: trials, the paper's worst <- best rule
-    pbt         + PBT: bottom trial copies the top one and explores k/temperature
+    pbt         + PBT: trials start apart, the bottom trial copies the top one
+                and perturbs k/training temperature
+    pb2         the same with PB2's explore (a GP bandit over the history)
     utility     + exemplar curation and utility-weighted retrieval
     diversity   + cluster-based diversity (final store) and MMR at retrieval
     all         PBT + utility + diversity
@@ -25,11 +27,18 @@ partial one resumed, so an interrupted ablation continues where it stopped.
 
 The table: held-out success as mean ± 95% interval over seeds; the paired
 difference to ``none`` over (seed, task) pairs with its interval
-(``compound.stats.paired_difference``); how many pairs an effect of that
-size and spread would need for the interval to exclude zero
-(``pairs_to_exclude_zero``); prompt and generated tokens; wall time.
+(``compound.runs.stats.paired_difference``), and to ``bootstrap`` (what each
+curation choice adds on top of a plain store); whether each separates (its
+interval excludes zero); how many pairs an effect of that size and spread
+would need for the interval to exclude zero (``pairs_to_exclude_zero``);
+prompt and generated tokens; wall time.
 
-    python benchmarks/ablation.py                  # the CPU default (~45 min on 2 cores)
+The CPU default's held-out tasks and seeds are sized with
+``benchmarks/heldout_size.py`` so that the store's effect over no examples
+excludes zero (docs/benchmarks.md): 20 tasks of the 50-task ``test`` split
+per seed, 3 seeds.
+
+    python benchmarks/ablation.py                  # the CPU default (~1-2 h on 2 cores)
     python benchmarks/ablation.py --dry-run        # the plan and its episode count
     python benchmarks/ablation.py --variants bootstrap,db --seeds 3
     python benchmarks/ablation.py --set env.eval_tasks=32 --seeds 4   # a larger held-out set
@@ -55,8 +64,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from compound.config import ConfigError, RunConfig, apply_overrides, load_config, validate_config  # noqa: E402
-from compound.rundir import held_out_outcomes  # noqa: E402
-from compound.stats import mean_interval, paired_difference, pairs_to_exclude_zero  # noqa: E402
+from compound.runs import held_out_outcomes  # noqa: E402
+from compound.runs import mean_interval, paired_difference, pairs_to_exclude_zero  # noqa: E402
 
 BASELINE = "none"
 ADAPTIVE = "adaptive-operators"  # on its own suite, with its own baseline
@@ -65,13 +74,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "fixed": {"curation": {"fixed_examples": 4}},
     "bootstrap": {},
     "db": {"curation": {"trials": 2, "selection": "paper"}},
-    "pbt": {"curation": {"trials": 2, "selection": "pbt", "pbt": {"quantile": 0.5}}, "llm": {"train_temperature": 0.3}},
+    "pbt": {"curation": {"trials": 2, "selection": "pbt", "pbt": {"quantile": 0.5, "start": "sample"}}},
+    "pb2": {"curation": {"trials": 2, "selection": "pbt", "pbt": {"quantile": 0.5, "start": "sample", "explore": "pb2"}}},
     "utility": {"curation": {"trials": 2, "selection": "paper", "exemplar_curation": True, "utility_weight": 1.0}},
     "diversity": {"curation": {"diversity_clusters": 6, "diversity": 0.3}},
     "all": {
-        "curation": {"trials": 2, "selection": "pbt", "pbt": {"quantile": 0.5}, "exemplar_curation": True,
-                     "utility_weight": 1.0, "diversity_clusters": 6, "diversity": 0.3},
-        "llm": {"train_temperature": 0.3},
+        "curation": {"trials": 2, "selection": "pbt", "pbt": {"quantile": 0.5, "start": "sample"},
+                     "exemplar_curation": True, "utility_weight": 1.0, "diversity_clusters": 6, "diversity": 0.3},
     },
     # adaptive self-improvement on the same tasks and seeds as the others: N samples per task at
     # cycled temperatures, strata by difficulty, retries of the unsolved (curation.mode: adaptive)
@@ -80,20 +89,26 @@ VARIANTS: dict[str, dict[str, Any]] = {
 ORDER = [BASELINE, *VARIANTS, ADAPTIVE]
 
 SCALES: dict[str, dict[str, Any]] = {
-    # 2 cores, the embedded 135M model: ~4.5 s per coin episode at 2 workers x 4 (README quickstart).
+    # 2 cores, the embedded 135M model: ~4.5 s per coin episode at 2 workers x 4 (docs/benchmarks.md, the quickstart).
+    # Held-out tasks from the test split, 20 per seed x 3 seeds: benchmarks/heldout_size.py measured the store's
+    # effect at this stream length as needing 46 pairs (docs/benchmarks.md).
     "cpu": {
         "config": ROOT / "configs" / "quickstart.yaml",
-        "seeds": 2,
-        "base": {"env": {"train_tasks": 12, "eval_tasks": 12, "sample_tasks": True}},
+        "seeds": 3,
+        "base": {"env": {"train_tasks": 12, "eval_tasks": 20, "eval_split": "test", "sample_tasks": True},
+                 # what the population variants search: what the 135M model can use (configs/population.yaml)
+                 "curation": {"pbt": {"space": {"k": {"low": 1, "high": 3}, "temperature": {"low": 0.0, "high": 0.6}}}}},
         "adaptive_config": ROOT / "configs" / "operators.yaml",
         "adaptive": {"env": {"train_tasks": 6, "eval_tasks": 4, "sample_tasks": True},
                      "curation": {"mode": "adaptive", "adaptive": {"samples": 2, "max_rounds": 2}}},
     },
+    # The cluster's engines, model, agent and workers (clusters/gpu-vllm.yaml), but plain Traj-Bootstrap's
+    # curation (the defaults: one trial, no budget, utility or diversity), which every variant builds on.
     "gpu": {
         "config": ROOT / "clusters" / "gpu-vllm.yaml",
         "seeds": 5,
-        "base": {"env": {"train_tasks": 300, "eval_tasks": 200, "sample_tasks": True},
-                 "curation": {"max_store": None}},
+        "default_curation": True,
+        "base": {"env": {"train_tasks": 300, "eval_tasks": 200, "sample_tasks": True}},
         "adaptive_config": ROOT / "configs" / "operators.yaml",
         "adaptive": {"env": {"train_tasks": 24, "eval_tasks": 8, "sample_tasks": True},
                      "llm": {"engine": "vllm", "model": "/models/Qwen2.5-7B-Instruct", "num_engines": 8},
@@ -143,7 +158,10 @@ def plan(scale: str, variants: Sequence[str], seeds: int, out: Path, config: Pat
     runs its own suite).
     """
     spec = SCALES[scale]
-    base = apply_overrides(merge(_raw(config or spec["config"]), spec["base"]), list(overrides))
+    raw = _raw(config or spec["config"])
+    if spec.get("default_curation"):
+        raw["curation"] = RunConfig().curation.model_dump(mode="json")
+    base = apply_overrides(merge(raw, spec["base"]), list(overrides))
     base.pop("seeds", None)
     jobs, skipped = [], []
     for variant in variants:
@@ -206,6 +224,12 @@ def aggregate(outcomes: Mapping[str, Mapping[int, Mapping[str, Mapping[str, floa
             diffs = [mine[k] - reference[k] for k in mine if k in reference]
             row["vs_none"] = paired.to_record()
             row["pairs_needed"] = pairs_to_exclude_zero(diffs) if len(diffs) >= 2 else None
+            row["separates_from_none"] = paired.difference.excludes_zero()
+        plain = keyed("bootstrap", "eval/store")
+        if variant not in (BASELINE, "bootstrap", ADAPTIVE) and set(mine) & set(plain):
+            over = paired_difference(mine, plain)
+            row["vs_bootstrap"] = over.to_record()
+            row["separates_from_bootstrap"] = over.difference.excludes_zero()
         spent = costs.get(source, {})
         if variant != BASELINE and spent:
             row["prompt_tokens"] = sum(c["prompt_tokens"] for c in spent.values()) / len(spent)
@@ -216,22 +240,31 @@ def aggregate(outcomes: Mapping[str, Mapping[int, Mapping[str, Mapping[str, floa
 
 
 def table(rows: Sequence[Mapping[str, Any]]) -> str:
-    """The printed (and README) table, markdown."""
+    """The printed table (as in docs/benchmarks.md), markdown."""
     lines = [
-        "| variant | held-out success (mean ± 95% CI over seeds) | vs none, paired per (seed, task) | pairs to exclude 0 | prompt tokens / run | generated tokens / run | wall s / run |",
-        "|---|---|---|---|---|---|---|",
+        "| variant | held-out success (mean ± 95% CI over seeds) | vs none, paired per (seed, task) | vs bootstrap, paired | "
+        "separates from none / bootstrap | pairs to exclude 0 (vs none) | prompt tokens / run | generated tokens / run | wall s / run |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
+
+    def paired(record: Mapping[str, Any] | None) -> str:
+        if not record:
+            return "—"
+        d = record["difference"]
+        return f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] (W/L/T {record['wins']}/{record['losses']}/{record['ties']})"
+
+    def verdict(value: bool | None) -> str:
+        return "—" if value is None else ("yes" if value else "no")
+
     for r in rows:
         s = r["success"]
         success = f"{s['mean']:.3f} ± {(s['high'] - s['low']) / 2:.3f} (n={s['n']})" if s["n"] > 1 else f"{s['mean']:.3f} (n=1)"
-        vs = "—"
-        if "vs_none" in r:
-            d = r["vs_none"]["difference"]
-            vs = f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] (W/L/T {r['vs_none']['wins']}/{r['vs_none']['losses']}/{r['vs_none']['ties']})"
         needed = r.get("pairs_needed")
         needed_text = "—" if "vs_none" not in r else ("no effect" if needed is None else str(needed))
+        separates = f"{verdict(r.get('separates_from_none'))} / {verdict(r.get('separates_from_bootstrap'))}"
         cost = [f"{r[k]:,.0f}" if k in r else "—" for k in ("prompt_tokens", "completion_tokens", "wall_s")]
-        lines.append(f"| {r['variant']} | {success} | {vs} | {needed_text} | {' | '.join(cost)} |")
+        lines.append(f"| {r['variant']} | {success} | {paired(r.get('vs_none'))} | {paired(r.get('vs_bootstrap'))} | {separates} | "
+                     f"{needed_text} | {' | '.join(cost)} |")
     return "\n".join(lines)
 
 

@@ -48,7 +48,7 @@ from typing import Any
 
 from compound.agent import run_episode
 from compound.config import AgentConfig
-from compound.curation.base import NoExamples
+from compound.curation.retrieval import NoExamples
 from compound.distributed.worker import EnvPool
 from compound.envs import make
 from compound.llm.scripted import ScriptedLLM

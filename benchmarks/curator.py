@@ -63,13 +63,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from compound.curation import ann
-from compound.curation.chunk_log import Chunk, StoreLog
-from compound.curation.retrieval import FlexRetriever
+from compound.curation.retrieval import FlexRetriever, ann
+from compound.curation.store import Chunk, ExperienceStore, StoreLog, TrajectoryVectors
 from compound.curation.segment_pass import segment_pass
-from compound.curation.store import ExperienceStore
 from compound.curation.utility import OnlineUtility
-from compound.curation.vectors import TrajectoryVectors
 from compound.types import Step, Trajectory
 
 DIM = 384  # all-MiniLM-L6-v2

@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from curator import ClusteredVectors, make_chunk  # noqa: E402  (the same synthetic trajectories)
 
-from compound.curation.op_log import Op, OpLog  # noqa: E402
+from compound.distributed.checkpoint import Op, OpLog  # noqa: E402
 
 
 def folder_bytes(path: Path) -> int:

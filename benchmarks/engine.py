@@ -22,8 +22,8 @@ table and writes ``benchmarks/results/engine.json``.
 
 ``--compare REV`` instead measures engines side by side, each in its own
 process, back to back: the engine as of git revision ``REV`` (exported with
-``git archive``, so "previous" is that code, not a switch in this one), this
-tree's engine with its defaults (``quantize=auto``: the embedded GGUF's 4-bit
+``git archive``, so "previous" is that code, not a switch in this one), the
+checked-out engine with its defaults (``quantize=auto``: the embedded GGUF's 4-bit
 weights on an AVX-512 CPU), with ``quantize=none`` (float32) and with ``quantize=int8``,
 and the CTranslate2 engine (int8, and float32 with ``quantize=none``).
 For each: prefill tokens/s (one ~600-token prompt, no prefix cache),
@@ -32,7 +32,7 @@ minus that of 1-token ones, over the tokens between), and the agent workload
 above (variant a). Prints the numbers and their ratios to the first engine and
 writes ``benchmarks/results/engine_compare.json``.
 
-    python benchmarks/engine.py --compare 586740c --threads 1
+    python benchmarks/engine.py --compare REV --threads 1      # REV: any git revision, e.g. a tag
 
 On a CPU shared with other busy processes, pass ``--threads 1``: a
 descheduled OpenMP thread makes every op of the others wait. Do not set
@@ -318,7 +318,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--quantize", default=None, help="engine quantize option (default: the engine's own)")
     parser.add_argument("--engine", choices=["hf", "ct2"], default="hf", help="--worker: which engine to measure")
-    parser.add_argument("--compare", metavar="REV", default=None, help="compare REV's engine with this tree's (see above)")
+    parser.add_argument("--compare", metavar="REV", default=None, help="compare REV's engine with the checked-out one's (see above)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", default=None)
     args = parser.parse_args()

@@ -2,7 +2,7 @@
 
 Reads the held-out outcomes of one or more run directories (each with
 ``eval/none`` and ``eval/store``), pairs them per (run, task), and prints:
-the paired difference with its 95% interval (``compound.stats.paired_difference``),
+the paired difference with its 95% interval (``compound.runs.stats.paired_difference``),
 the unpaired (Welch) interval beside it, how many pairs an effect of this
 size and spread needs (``pairs_to_exclude_zero``), and what that means in
 held-out tasks for 1-5 seeds. Saves the same as JSON.
@@ -28,8 +28,8 @@ from typing import Any, Mapping, Sequence
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from compound.rundir import held_out_outcomes  # noqa: E402
-from compound.stats import paired_difference, pairs_to_exclude_zero  # noqa: E402
+from compound.runs import held_out_outcomes  # noqa: E402
+from compound.runs import paired_difference, pairs_to_exclude_zero  # noqa: E402
 
 
 def measure(outcomes: Mapping[str, Mapping[str, Mapping[str, float]]]) -> dict[str, Any]:

@@ -32,8 +32,7 @@ import statistics
 import time
 from pathlib import Path
 
-from compound.curation.embedders import make_embedder
-from compound.curation.retrieval import FlexRetriever
+from compound.curation.retrieval import FlexRetriever, make_embedder
 from compound.curation.store import ExperienceStore
 from compound.types import Step, Trajectory
 
