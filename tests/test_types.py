@@ -25,17 +25,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from compound.types import (
-    TRAJECTORY_SCHEMA,
-    ActionStatus,
-    Step,
-    Task,
-    Trajectory,
-    from_arrow,
-    task_from_json,
-    task_to_json,
-    to_arrow,
-)
+from compound.trajectory_arrow import TRAJECTORY_SCHEMA, from_arrow, to_arrow
+from compound.types import ActionStatus, Step, Task, Trajectory, task_from_json, task_to_json
 
 INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 FLOATS = st.floats(allow_nan=False)  # includes 0.0, -0.0, negatives, subnormals, +-inf

@@ -17,10 +17,8 @@ from compound.config.model import (
     PBTConfig,
     PBTSearchParam,
     RunConfig,
-    dump_config,
-    load_config,
-    validate_config,
 )
+from compound.config.loading import dump_config, load_config, validate_config
 from compound.config.overrides import apply_overrides, parse_override
 
 __all__ = [

@@ -4,7 +4,7 @@
 ``part-000001.parquet``, ... in the order the results arrived. A part is
 written once (under a hidden temporary name, then renamed), so bytes
 written grow with the run, not with its square, and a kill loses only the
-results not yet in a part. Every part has ``compound.types.TRAJECTORY_SCHEMA``,
+results not yet in a part. Every part has ``compound.trajectory_arrow.TRAJECTORY_SCHEMA``,
 one row per attempt key.
 
 Readers take the folder as one table::
@@ -36,7 +36,8 @@ import pyarrow.parquet as pq
 
 from compound.runs.files import atomic_write
 from compound.runs.safe_parquet import TrajectoryDataset, is_part_name
-from compound.types import Trajectory, to_arrow
+from compound.types import Trajectory
+from compound.trajectory_arrow import to_arrow
 
 TRAJECTORIES = "trajectories.parquet"
 """The dataset's name in a run directory (a folder of parts; one file in older run directories)."""

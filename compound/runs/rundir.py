@@ -24,7 +24,8 @@ import pyarrow.parquet as pq
 from compound.runs import parts
 from compound.runs.files import atomic_write, atomic_write_bytes  # noqa: F401  (re-exported)
 from compound.runs.safe_parquet import read_trajectory_columns
-from compound.types import Trajectory, to_arrow
+from compound.types import Trajectory
+from compound.trajectory_arrow import to_arrow
 
 
 def write_trajectories(path: Path, trajectories: Iterable[Trajectory]) -> None:

@@ -33,7 +33,8 @@ import pyarrow.parquet as pq
 
 from compound.runs import safe_read
 from compound.runs.safe_read import InputError, ReadLimits, fail
-from compound.types import TRAJECTORY_SCHEMA, Trajectory, trajectory_from_row
+from compound.types import Trajectory
+from compound.trajectory_arrow import TRAJECTORY_SCHEMA, trajectory_from_row
 
 #: Columns older trajectory files (trajectory/2, /3) lack; ``from_arrow`` fills them in.
 OPTIONAL_COLUMNS = ("retrievals", "error")

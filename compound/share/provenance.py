@@ -1,7 +1,7 @@
 """Where a shared trajectory came from, and the imported-store file that keeps it.
 
 An imported store is one Parquet file: the trajectory columns
-(``compound.types.TRAJECTORY_SCHEMA``) plus three of its own, per row:
+(``compound.trajectory_arrow.TRAJECTORY_SCHEMA``) plus three of its own, per row:
 
 - ``share_verdict``: ``verified`` (re-verified and new: retrievable),
   ``duplicate`` (verified, but it repeats a trajectory already there) or
@@ -38,7 +38,8 @@ from compound import __version__
 from compound.runs.files import atomic_write_bytes
 from compound.runs.safe_parquet import iter_trajectory_batches, read_trajectory_file
 from compound.runs.safe_read import InputError
-from compound.types import Trajectory, to_arrow
+from compound.types import Trajectory
+from compound.trajectory_arrow import to_arrow
 
 META_KEY = b"compound.share"
 FORMAT = "imported/1"

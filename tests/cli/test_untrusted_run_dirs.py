@@ -19,7 +19,8 @@ import yaml
 
 from compound.cli.main import main
 from compound.config import dump_config, validate_config
-from compound.types import Step, Trajectory, to_arrow
+from compound.types import Step, Trajectory
+from compound.trajectory_arrow import to_arrow
 
 WORDCRAFT = {"name": "crafted", "env": {"id": "wordcraft", "train_tasks": 2, "eval_tasks": 2}, "curation": {"embedder": "tfidf"}}
 

@@ -18,7 +18,8 @@ import pytest
 
 from compound.cli.main import main
 from compound.envs.operators.library import clean_solution, export_library
-from compound.types import Step, Trajectory, to_arrow
+from compound.types import Step, Trajectory
+from compound.trajectory_arrow import to_arrow
 
 REPO = Path(__file__).resolve().parents[2]
 PROBE = "COMPOUND_TEST_IMPORT_PROBE"  # set only where the module is imported, never in the sandbox

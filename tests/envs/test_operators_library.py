@@ -14,7 +14,8 @@ import pytest
 from compound.envs import EnvError
 from compound.envs.operators.catalog import get_operator
 from compound.envs.operators.library import clean_solution, export_library
-from compound.types import Step, Trajectory, to_arrow
+from compound.types import Step, Trajectory
+from compound.trajectory_arrow import to_arrow
 
 REPO = Path(__file__).resolve().parents[2]
 

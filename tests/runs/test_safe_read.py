@@ -13,7 +13,8 @@ from compound.runs import read_lineage
 from compound.runs import safe_read
 from compound.runs.safe_parquet import read_trajectory_file
 from compound.runs.safe_read import InputError, links_under, output_path, read_jsonl
-from compound.types import Step, Trajectory, to_arrow
+from compound.types import Step, Trajectory
+from compound.trajectory_arrow import to_arrow
 
 
 def trajectory(i: int = 0) -> Trajectory:

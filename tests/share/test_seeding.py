@@ -12,7 +12,7 @@ from compound.envs import make
 from compound.envs.wordcraft.tasks import shortest_plan
 from compound.runs.safe_read import InputError
 from compound.share import SEED, import_store, open_destination, open_source, seed_trajectories
-from compound.types import to_arrow
+from compound.trajectory_arrow import to_arrow
 from tests.share.trajectories import forge_last_action, play, write_run
 
 CONFIG = {"name": "wc", "env": {"id": "wordcraft", "params": {"depth": 2}}, "curation": {"embedder": "tfidf"}}

@@ -54,7 +54,7 @@ def test_verify_needs_an_environment_to_verify_in(tmp_path, capsys):
     assert main(["store", "verify", str(store)]) == 1  # not a trajectory file: one line
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "no column 'id'" in err
-    from compound.types import to_arrow
+    from compound.trajectory_arrow import to_arrow
 
     pq.write_table(to_arrow([]), store)
     assert main(["store", "verify", str(store)]) == 2

@@ -16,7 +16,8 @@ from compound.agent.loop import run_episode
 from compound.config import AgentConfig, dump_config, validate_config
 from compound.curation.retrieval import FlexRetriever, make_embedder
 from compound.llm.scripted import ScriptedLLM
-from compound.types import Step, Trajectory, to_arrow
+from compound.types import Step, Trajectory
+from compound.trajectory_arrow import to_arrow
 
 
 def play(env, task, actions: list[str], model: str = "scripted-test-double") -> Trajectory:

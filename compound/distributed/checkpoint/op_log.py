@@ -45,7 +45,8 @@ import pyarrow.fs as pafs
 from compound.curation.errors import CurationError
 from compound.curation.store import TrajectoryVectors
 from compound.distributed.checkpoint import location
-from compound.types import TRAJECTORY_SCHEMA, Trajectory, from_arrow, to_arrow
+from compound.types import Trajectory
+from compound.trajectory_arrow import TRAJECTORY_SCHEMA, from_arrow, to_arrow
 
 _VECTOR_FIELDS = ("key", "plan", "observation", "reasoning")
 
