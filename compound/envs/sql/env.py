@@ -313,3 +313,9 @@ class SqlEnv:
                 variant.database.close()
         self._variants.clear()
         self._episode = None
+
+    def __enter__(self) -> "SqlEnv":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
