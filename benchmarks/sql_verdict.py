@@ -52,10 +52,11 @@ def _submit(env: SqlEnv, task: Any, query: str) -> Any:
 
 def measure(source: str) -> dict[str, Any]:
     """The counts of the module doc for one task set."""
-    row: dict[str, Any] = {"set": source, "tasks": 0, "empty_gold": [], "empty_answer_intercode_pass": 0,
-                           "empty_answer_verdict_pass": 0, "fuzzed": {}, "gold_pass": 0, "gold_fail": [],
-                           "unordered_reversal_differs": 0, "reversed_pass_always": 0, "reversed_pass_default": 0,
-                           "ordered_reversal_differs": 0, "reversed_rejected_default": 0, "max_gold_rows": 0}  # fmt: skip
+    row: dict[str, Any] = {
+        "set": source, "tasks": 0, "empty_gold": [], "empty_answer_intercode_pass": 0, "empty_answer_verdict_pass": 0,
+        "fuzzed": {}, "gold_pass": 0, "gold_fail": [], "unordered_reversal_differs": 0, "reversed_pass_always": 0,
+        "reversed_pass_default": 0, "ordered_reversal_differs": 0, "reversed_rejected_default": 0, "max_gold_rows": 0,
+    }  # fmt: skip
     with SqlEnv(source) as env, SqlEnv(source, order="always") as always:
         for task in [t for split in ("train", "dev", "test") for t in env.tasks(split)]:
             row["tasks"] += 1

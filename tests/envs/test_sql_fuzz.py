@@ -23,7 +23,7 @@ from compound.envs.sql.fuzz import (
     tables_to_fuzz,
 )
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("intercode") is None, reason="intercode-bench is not installed")
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("intercode") is None, reason="needs intercode-bench")
 
 
 
@@ -95,13 +95,15 @@ def test_an_empty_database_gets_typed_synthetic_values_joined_by_its_keys(databa
 
 
 def test_fresh_keys_never_repeat_existing_ones() -> None:
-    table = TableFacts("t", (ColumnFacts("id", "integer", key=True, values=(1, 2, 7), top=7), ColumnFacts("name", "text")))
+    key = ColumnFacts("id", "integer", key=True, values=(1, 2, 7), top=7)
+    table = TableFacts("t", (key, ColumnFacts("name", "text")))
     plan = fuzz_plan({"t": table}, ["t"], Literals(), "k", 3)
     assert [i.values[0] for i in plan] == [8, 9, 10]
 
 
 def test_literals_of_the_gold_query_are_found() -> None:
-    found = query_literals("SELECT a FROM t WHERE b = 'it''s' AND c >= 2.5 AND d = \"Paris\" AND e LIKE '%ab%' AND f1 = 3")
+    query = "SELECT a FROM t WHERE b = 'it''s' AND c >= 2.5 AND d = \"Paris\" AND e LIKE '%ab%' AND f1 = 3"
+    found = query_literals(query)
     assert found.strings == ("%ab%", "Paris", "ab", "it's") and found.numbers == (2.5, 3)
 
 

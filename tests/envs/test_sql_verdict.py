@@ -27,7 +27,7 @@ from compound.envs.sql.verdict import (
     same_rows,
 )
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("intercode") is None, reason="intercode-bench is not installed")
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("intercode") is None, reason="needs intercode-bench")
 
 
 EMPTY_GOLD = {"intercode": ["intercode-000", "intercode-005", "intercode-012"], "compound": ["c089"]}
@@ -54,7 +54,8 @@ def test_rows_compare_as_stringified_multisets_and_as_lists_only_when_ordered() 
     assert not same_rows([(1,)], [(1.0,)], ordered=False)  # "(1,)" != "(1.0,)", as InterCode compares
     assert not same_rows(None, [], ordered=False) and not same_rows([], None, ordered=False)
     reordered = decide([(2,), (1,)], [(1,), (2,)], ordered=True)
-    assert reordered.reason == ORDER_DIFFERS and episode_reward(reordered, [(2,), (1,)], [(1,), (2,)], ordered=True) == -1.0
+    assert reordered.reason == ORDER_DIFFERS
+    assert episode_reward(reordered, [(2,), (1,)], [(1,), (2,)], ordered=True) == -1.0  # tau, as partial credit
 
 
 def test_an_empty_gold_needs_a_fuzzed_database_that_tells() -> None:
@@ -168,3 +169,25 @@ def test_a_database_above_the_size_bound_is_not_fuzzed(tmp_path: Path) -> None:
         task = _all_tasks(env)[0]
         assert _play(env, task, env.gold_query(task)).success
         assert not _play(env, task, "SELECT id FROM pet WHERE kind = 'fish'").success
+
+
+@pytest.mark.parametrize("name", ["compound.envs.sql.verdict", "compound.envs.sql.fuzz", "compound.envs.sql.reward"])
+def test_docstring_examples_run(name: str) -> None:
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(name))
+    assert result.attempted > 0 and result.failed == 0
+
+
+def test_the_measurement_script_counts_every_case(tmp_path: Path) -> None:
+    from tests.benchmark_modules import load_benchmark
+
+    out = tmp_path / "sql_verdict.json"
+    assert load_benchmark("sql_verdict").main(["--out", str(out)]) == 0
+    record = json.loads(out.read_text())
+    sets = {r["set"]: r for r in record["sets"]}
+    assert sets["intercode"]["empty_gold"] and sorted(sets["intercode"]["empty_gold"]) == EMPTY_GOLD["intercode"]
+    assert (sets["compound"]["unordered_reversal_differs"], sets["compound"]["reversed_pass_default"]) == (103, 103)
+    assert record["oracle"]["control_successes"] == 0 and record["oracle"]["controls"] == 434
+    assert record["rounding"]["intercode_reward"] == 1.0 and not record["rounding"]["success"]

@@ -10,9 +10,10 @@ rows as a multiset, in the same order where the gold query has an ORDER BY
 every task, as InterCode's score does), and, where the gold result is empty,
 equal results on fuzzed copies of the database where it is not
 (``fuzz.py``). The step's ``reward`` is 1.0 exactly on success, else
-InterCode's score (the lowest over the databases judged) capped at 0.99; InterCode's own score (order always
-compared, rounded as InterCode rounds) is ``info["intercode_reward"]`` and
-the verdict's reason ``info["verdict"]``.
+InterCode's score (the lowest over the databases judged) capped at 0.99.
+InterCode's own score on the shipped database (order always compared,
+rounded as InterCode rounds) is ``info["intercode_reward"]``, and the
+verdict's reason ``info["verdict"]``.
 
 Fuzzed copies are built at the first submission that needs them (an empty
 answer to an empty gold), ``fuzz_variants`` of them in at most
@@ -42,6 +43,7 @@ that queried the same schema. Difficulty, where known, is in ``params``.
 from __future__ import annotations
 
 import re
+import sqlite3
 from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
@@ -53,8 +55,8 @@ from compound.envs.sql.databases import converted_databases, schema_summary
 from compound.envs.sql.executor import QueryResult, ReadOnlyDatabase, format_result
 from compound.envs.sql.fuzz import Variant, distinguishing_variants
 from compound.envs.sql.reward import ORDER_POLICIES, intercode_reward
-from compound.envs.sql.verdict import decide, episode_reward, ordered_for
 from compound.envs.sql.tasks import SqlRecord, check_split, compound_set, intercode_sample, spider_dir
+from compound.envs.sql.verdict import decide, episode_reward, ordered_for
 from compound.types import Observation, StepResult, Task
 
 SOURCES = {"intercode": "sql/spider-intercode", "compound": "sql/spider-compound", "dir": "sql/spider-dir"}
@@ -288,7 +290,7 @@ class SqlEnv:
                 variant.database.close()
         return entry
 
-    def _guarded(self, connection: Any) -> ReadOnlyDatabase:
+    def _guarded(self, connection: sqlite3.Connection) -> ReadOnlyDatabase:
         return ReadOnlyDatabase(
             Path(":memory:"),
             time_limit_s=self.time_limit_s,

@@ -209,7 +209,9 @@ def fuzz_plan(
                     value = _fresh(column, set(column.values) | set(mine))
                 elif ref and ref_table is not None:
                     ref_column = next((c for c in tables[ref_table].columns if c.name.lower() == ref[1].lower()), None)
-                    choices = list(ref_column.values) + added.get((ref_table, ref_column.name), []) if ref_column else []
+                    choices = []
+                    if ref_column is not None:
+                        choices = list(ref_column.values) + added.get((ref_table, ref_column.name), [])
                     value = rng.choice(choices) if choices else _synthetic(column, rng)
                 else:
                     existing, from_query = list(column.values), _literal_pool(column, literals)
@@ -254,7 +256,8 @@ def read_facts(con: sqlite3.Connection) -> dict[str, TableFacts]:
             numbers = [v for v in values if isinstance(v, (int, float))]
             top = con.execute(f"SELECT max({q}) FROM {_quoted(name)} WHERE typeof({q}) IN ('integer', 'real')")
             key = bool(pk and single_pk) or (name.lower(), col.lower()) in referenced
-            columns.append(ColumnFacts(col, column_kind(declared or ""), key, values, top.fetchone()[0] if numbers else None))
+            top_number = top.fetchone()[0] if numbers else None
+            columns.append(ColumnFacts(col, column_kind(declared or ""), key, values, top_number))
         tables[name] = TableFacts(name, tuple(columns), foreign[name])
     return tables
 
