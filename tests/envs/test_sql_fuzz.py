@@ -119,3 +119,13 @@ def test_the_executor_limits_hold_on_a_fuzzed_database() -> None:
         for write in ("DELETE FROM players", "PRAGMA query_only = OFF", "CREATE TABLE t (x)"):
             assert not db.run(write).ok
         assert db.run("SELECT count(*) FROM players").rows[0][0] > 0  # the fuzzed rows, unchanged
+
+
+def test_a_key_that_is_also_a_foreign_key_takes_referenced_values_not_yet_used() -> None:
+    person = TableFacts("person", (ColumnFacts("id", "integer", key=True, values=(1, 2, 3), top=3),))
+    student = TableFacts("student", (ColumnFacts("id", "integer", key=True, values=(1,), top=1),),
+                         foreign_keys={"id": ("Person", "id")})  # fmt: skip
+    plan = fuzz_plan({"person": person, "student": student}, ["person", "student"], Literals(), "fk-key", 2)
+    new_people = {i.values[0] for i in plan if i.table == "person"}
+    students = [i.values[0] for i in plan if i.table == "student"]
+    assert new_people == {4, 5} and len(set(students)) == 2 and set(students) <= {2, 3, 4, 5}

@@ -11,10 +11,11 @@ A copy (a *variant*) is the database copied into memory, with rows inserted
 into the tables the gold query names and, transitively, the tables their
 foreign keys reference (those first). Each value of an inserted row is:
 
+- for a column with a declared foreign key: a value of the referenced
+  column, rows inserted in this variant included (one the column does not
+  hold yet, where the column is also a key);
 - for a key (a one-column primary key, or a column a foreign key references):
   a fresh value (the column's maximum plus one for numbers, else a new text);
-- for a column with a declared foreign key: a value of the referenced
-  column, rows inserted in this variant included;
 - otherwise one of the column's existing values, a literal of the gold query
   of the column's kind (a string for a text column; a number, or it plus or
   minus one, for a numeric column), or, where both are missing (an empty
@@ -205,14 +206,17 @@ def fuzz_plan(
                 mine = added.setdefault((name, column.name), [])
                 ref = table.foreign_keys.get(column.name)
                 ref_table = by_lower.get(ref[0].lower()) if ref else None
-                if column.key:
-                    value = _fresh(column, set(column.values) | set(mine))
-                elif ref and ref_table is not None:
+                ref_column = None
+                if ref and ref_table is not None:
                     ref_column = next((c for c in tables[ref_table].columns if c.name.lower() == ref[1].lower()), None)
-                    choices = []
-                    if ref_column is not None:
-                        choices = list(ref_column.values) + added.get((ref_table, ref_column.name), [])
+                if ref_column is not None:  # a declared foreign key: a value of the referenced column
+                    choices = list(ref_column.values) + added.get((ref_table, ref_column.name), [])
+                    if column.key:  # a key that is also a foreign key (a 1:1 table): a referenced value not yet used
+                        used = set(column.values) | set(mine)
+                        choices = [v for v in choices if v not in used] or choices
                     value = rng.choice(choices) if choices else _synthetic(column, rng)
+                elif column.key:
+                    value = _fresh(column, set(column.values) | set(mine))
                 else:
                     existing, from_query = list(column.values), _literal_pool(column, literals)
                     if from_query and (not existing or rng.random() < 0.5):
