@@ -55,6 +55,26 @@ def sql_cases(env: Any, tasks: Sequence[Task]) -> Iterator[Case]:
         yield Case(task, (gold, "submit"), tuple(controls), without_last=False)
 
 
+def sql_literal(value: object) -> str:
+    """``value`` written as a SQLite literal that reads back as the same Python value.
+
+    >>> [sql_literal(v) for v in (None, 3, 2.5, "it's", b"\\x01")]
+    ['NULL', '3', '2.5', "'it''s'", "X'01'"]
+    """
+    if value is None:
+        return "NULL"
+    if isinstance(value, bytes):
+        return f"X'{value.hex()}'"
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    return repr(value)
+
+
+def sql_values_query(rows: Sequence[tuple]) -> str:
+    """A query whose result is ``rows``, in that order (``VALUES (..), (..)``; at least one row)."""
+    return "VALUES " + ", ".join("(" + ", ".join(sql_literal(v) for v in row) + ")" for row in rows)
+
+
 def _rows(env: Any, task: Task, query: str) -> Counter | None:
     result = env.database(task.params["db_id"]).run(query)
     return Counter(map(repr, result.rows)) if result.ok and result.rows is not None else None

@@ -3,9 +3,24 @@
 Each action is one SQL query, answered with its rows (InterCode's
 ``str(list of tuples)``, cut to ``max_rows`` rows / ``max_chars`` characters)
 or with the error message, which does not end the episode. ``submit`` ends it:
-the result of the LAST executed query (an error counts as no result) is scored
-against the gold query's result with InterCode's reward (``reward.py``), and
-the task succeeds only when that reward is exactly 1.
+the result of the LAST executed query (an error counts as no result) is judged
+against the gold query's result by compound's verdict (``verdict.py``): equal
+rows as a multiset, in the same order where the gold query has an ORDER BY
+(``order="gold_order_by"``, the default; ``order="always"`` compares order on
+every task, as InterCode's score does), and, where the gold result is empty,
+equal results on fuzzed copies of the database where it is not
+(``fuzz.py``). The step's ``reward`` is 1.0 exactly on success, else
+InterCode's score (the lowest over the databases judged) capped at 0.99.
+InterCode's own score on the shipped database (order always compared,
+rounded as InterCode rounds) is ``info["intercode_reward"]``, and the
+verdict's reason ``info["verdict"]``.
+
+Fuzzed copies are built at the first submission that needs them (an empty
+answer to an empty gold), ``fuzz_variants`` of them in at most
+``fuzz_tries`` tries from ``fuzz_seed``, and kept for the task (the
+``fuzz_cache_tasks`` most recent tasks); a database file larger than
+``fuzz_max_db_bytes`` is not copied. Where no copy gives the gold rows, an
+empty answer is not verified (``info["verdict"]`` says why).
 
 After ``max_steps`` actions without ``submit`` the episode is truncated; with
 ``submit_on_truncation`` (the default, as InterCode's evaluation scripts
@@ -28,6 +43,8 @@ that queried the same schema. Difficulty, where known, is in ``params``.
 from __future__ import annotations
 
 import re
+import sqlite3
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -36,8 +53,10 @@ from typing import Any, Sequence
 from compound.envs.base import EnvError
 from compound.envs.sql.databases import converted_databases, schema_summary
 from compound.envs.sql.executor import QueryResult, ReadOnlyDatabase, format_result
-from compound.envs.sql.reward import ORDER_POLICIES, has_order_by, intercode_reward
+from compound.envs.sql.fuzz import Variant, distinguishing_variants
+from compound.envs.sql.reward import ORDER_POLICIES, intercode_reward
 from compound.envs.sql.tasks import SqlRecord, check_split, compound_set, intercode_sample, spider_dir
+from compound.envs.sql.verdict import decide, episode_reward, ordered_for
 from compound.types import Observation, StepResult, Task
 
 SOURCES = {"intercode": "sql/spider-intercode", "compound": "sql/spider-compound", "dir": "sql/spider-dir"}
@@ -56,6 +75,7 @@ class _Episode:
     record: SqlRecord
     gold: QueryResult
     last: QueryResult | None = None
+    last_query: str = ""
     steps: int = 0
     over: bool = False
 
@@ -92,8 +112,13 @@ class SqlEnv:
         max_chars: int = 2_000,
         max_result_bytes: int = 8 * 2**20,
         max_value_bytes: int = 2**20,
-        order: str = "always",
+        order: str = "gold_order_by",
         submit_on_truncation: bool = True,
+        fuzz_variants: int = 3,
+        fuzz_tries: int = 40,
+        fuzz_seed: int = 0,
+        fuzz_max_db_bytes: int = 64 * 2**20,
+        fuzz_cache_tasks: int = 16,
     ) -> None:
         if source not in SOURCES:
             raise EnvError(f"unknown SQL source {source!r}; use one of {', '.join(SOURCES)}")
@@ -109,6 +134,14 @@ class SqlEnv:
         self.max_value_bytes = _positive("max_value_bytes", max_value_bytes)
         self.order = order
         self.submit_on_truncation = bool(submit_on_truncation)
+        self.fuzz_variants = _positive("fuzz_variants", fuzz_variants)
+        self.fuzz_tries = _positive("fuzz_tries", fuzz_tries)
+        if isinstance(fuzz_seed, bool) or not isinstance(fuzz_seed, int):
+            raise EnvError(f"fuzz_seed must be an integer, got {fuzz_seed!r}")
+        self.fuzz_seed = fuzz_seed
+        self.fuzz_max_db_bytes = _positive("fuzz_max_db_bytes", fuzz_max_db_bytes)
+        self.fuzz_cache_tasks = _positive("fuzz_cache_tasks", fuzz_cache_tasks)
+        self._variants: OrderedDict[str, tuple[list[Variant], int, str]] = OrderedDict()
         if source == "dir":
             if not path:
                 raise EnvError("sql/spider-dir needs path='<your Spider or BIRD folder>' in env.params")
@@ -169,12 +202,7 @@ class SqlEnv:
     # -------------------------------------------------------------- episode
     def reset(self, task: Task) -> Observation:
         record = self._lookup(task)
-        db = self.database(record.db_id)
-        db.time_limit_s = self.gold_time_limit_s
-        try:
-            gold = db.run(record.query)
-        finally:
-            db.time_limit_s = self.time_limit_s
+        gold = self._run_gold(self.database(record.db_id), record.query)
         self._episode = _Episode(task, record, gold)
         return Observation(
             f"Connected to the read-only SQLite database {record.db_id}. "
@@ -190,6 +218,7 @@ class SqlEnv:
         query = (fenced.group(1) if fenced else action or "").strip()
         if _SUBMIT.match(query):
             return self._finish(ep, "Submitted.", terminated=True, truncated=False)
+        ep.last_query = query
         if not query:
             ep.last = QueryResult(None, error="empty query: send one SQL statement, or `submit`")
         else:
@@ -208,10 +237,20 @@ class SqlEnv:
 
     def _finish(self, ep: _Episode, text: str, *, terminated: bool, truncated: bool) -> StepResult:
         ep.over = True
-        ordered = self.order == "always" or has_order_by(ep.record.query)
-        last_rows = ep.last.rows if ep.last is not None else None
-        reward = intercode_reward(last_rows, ep.gold.rows, ordered=ordered)
-        info = {"reward": reward, "gold_rows": len(ep.gold.rows or []), "submitted_rows": len(last_rows or [])}
+        ordered = ordered_for(self.order, ep.record.query)
+        submitted = ep.last.rows if ep.last is not None else None
+        gold = ep.gold.rows
+        info: dict[str, Any] = {"gold_rows": len(gold or []), "submitted_rows": len(submitted or [])}
+        variants = None
+        if gold == [] and submitted == []:  # only an empty answer to an empty gold needs the fuzzed copies
+            found, tries, why = self.variants(ep.task)
+            variants = [(v.database.run(ep.last_query).rows, v.gold.rows) for v in found]
+            info.update(fuzzed_databases=len(found), fuzz_tries=tries)
+            if why:
+                info["fuzz_note"] = why
+        verdict = decide(submitted, gold, ordered=ordered, variants=variants)
+        reward = episode_reward(verdict, submitted, gold, ordered=ordered, variants=variants)
+        info.update(reward=reward, intercode_reward=intercode_reward(submitted, gold), verdict=verdict.reason)
         if not ep.gold.ok:
             info["gold_error"] = ep.gold.error
         return StepResult(
@@ -219,12 +258,66 @@ class SqlEnv:
             reward=reward,
             terminated=terminated,
             truncated=truncated,
-            success=reward == 1.0 and ep.gold.ok,
+            success=verdict.success,
             info=info,
         )
+
+    def variants(self, task: Task) -> tuple[list[Variant], int, str]:
+        """The task's fuzzed databases where its gold result is not empty: ``(variants, tries, note)``.
+
+        Built once per task (see the module doc) and kept for the
+        ``fuzz_cache_tasks`` most recently used tasks; ``note`` says why there
+        are none where fuzzing was not tried.
+        """
+        record = self._lookup(task)
+        if record.task_id in self._variants:
+            self._variants.move_to_end(record.task_id)
+            return self._variants[record.task_id]
+        path = self._db_paths[record.db_id]
+        if path.stat().st_size > self.fuzz_max_db_bytes:
+            entry: tuple[list[Variant], int, str] = (
+                [], 0, f"database file larger than fuzz_max_db_bytes ({self.fuzz_max_db_bytes:,} bytes): not fuzzed")
+        else:
+            found, tries = distinguishing_variants(
+                path, record.query, seed=f"{self.fuzz_seed}/{record.task_id}", k=self.fuzz_variants,
+                max_tries=self.fuzz_tries, open_database=self._guarded, run_gold=self._run_gold,
+            )  # fmt: skip
+            entry = (found, tries, "")
+        self._variants[record.task_id] = entry
+        while len(self._variants) > self.fuzz_cache_tasks:
+            _, (old, _, _) = self._variants.popitem(last=False)
+            for variant in old:
+                variant.database.close()
+        return entry
+
+    def _guarded(self, connection: sqlite3.Connection) -> ReadOnlyDatabase:
+        return ReadOnlyDatabase(
+            Path(":memory:"),
+            time_limit_s=self.time_limit_s,
+            max_result_bytes=self.max_result_bytes,
+            max_value_bytes=self.max_value_bytes,
+            connection=connection,
+        )
+
+    def _run_gold(self, db: ReadOnlyDatabase, query: str) -> QueryResult:
+        db.time_limit_s = self.gold_time_limit_s
+        try:
+            return db.run(query)
+        finally:
+            db.time_limit_s = self.time_limit_s
 
     def close(self) -> None:
         for db in self._connections.values():
             db.close()
         self._connections.clear()
+        for found, _, _ in self._variants.values():
+            for variant in found:
+                variant.database.close()
+        self._variants.clear()
         self._episode = None
+
+    def __enter__(self) -> "SqlEnv":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

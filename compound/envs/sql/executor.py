@@ -122,7 +122,13 @@ class ReadOnlyDatabase:
         max_rows_kept: int = 10_000,
         max_result_bytes: int = 8 * 2**20,
         max_value_bytes: int = 2**20,
+        connection: sqlite3.Connection | None = None,
     ) -> None:
+        """Open ``path`` read-only; or, with ``connection`` (an in-memory copy), guard that instead.
+
+        A given connection is made read-only with ``PRAGMA query_only`` and the
+        same authorizer; ``path`` then only names it.
+        """
         self.path = Path(path)
         self.time_limit_s = time_limit_s
         self.max_rows_kept = max_rows_kept
@@ -130,7 +136,11 @@ class ReadOnlyDatabase:
         self.max_value_bytes = max_value_bytes
         self._denied = False
         self._timed_out = False
-        self._con = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+        if connection is None:
+            self._con = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+        else:
+            self._con = connection
+            self._con.execute("PRAGMA query_only = ON")
         self._con.execute(f"PRAGMA hard_heap_limit = {SQLITE_HEAP_LIMIT_BYTES}")  # before the authorizer denies it
         self._con.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, max_value_bytes)
         self._con.set_authorizer(self._authorize)

@@ -17,10 +17,13 @@ Read from ``intercode/envs/sql/sql_env.py`` (intercode-bench 0.1.22, MIT):
 4. If either side is not a result (the last query failed, or never ran), the
    reward is 0.
 
-InterCode applies the order factor to every query, ORDER BY or not. That is
-the default here (``order="always"``); ``order="gold_order_by"`` applies it
-only when the gold query has an ORDER BY, for users who prefer set semantics
-for unordered questions.
+InterCode applies the order factor to every query, ORDER BY or not
+(``ordered=True``, the default here). The environment reports this score
+as ``info["intercode_reward"]``, so results stay comparable with InterCode's;
+it does not decide success: ``verdict.py`` does (exact rows, order only
+where the gold query orders, empty gold results checked on fuzzed
+databases), and the step reward is 1.0 exactly on success, else this score
+as partial credit, at most 0.99 (``verdict.episode_reward``).
 """
 
 from __future__ import annotations
