@@ -20,7 +20,8 @@ arguments are saved with every result.
      engine's raw batched generation (``EngineHost.replay``) of the very
      requests the system sent, at the same concurrency. The raw engine is a
      second engine actor beside the system's: each gets half of the node's
-     CPUs as its threads (reserved side by side), so both run alike.
+     CPUs as its threads (reserved side by side), so both run alike, and
+     neither reuses replies (``llm.hf.reuse_replies``): every call decodes.
      Goal: >= 0.9.
   c. routing, with two hf engines and two workers: prefix-cache hit rate,
      prefilled tokens and generated tokens/s, ``llm.routing: sticky``
@@ -373,8 +374,9 @@ def engine_efficiency(args: argparse.Namespace) -> dict[str, Any]:
     concurrency = args.engine_concurrency
     threads = engine_threads([n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")])
     engine = model_engine(args)
-    if engine["engine"] == "hf":  # two engines share the node: the system's and the raw one, the same threads each
-        engine["hf"] = {**engine["hf"], "threads": threads}
+    if engine["engine"] == "hf":  # two engines share the node: the system's and the raw one, the same threads each;
+        # every call decodes (the rounds repeat the warm-up's tasks: reused replies would measure no model at all)
+        engine["hf"] = {**engine["hf"], "threads": threads, "reuse_replies": False}
     cfg = config(engine, {"max_steps": args.steps},
                  {"workers": 1, "episodes_per_worker": concurrency, "resource_timeout_s": args.resource_timeout}, args.tasks)
     tasks, _ = load_tasks(cfg)
@@ -589,7 +591,8 @@ def report_cluster(r: dict[str, Any]) -> str:
 
 def report_engine(r: dict[str, Any]) -> str:
     s, raw = r["system"], r["raw"]
-    threads = f", {r['threads_per_engine']} threads per engine" if r.get("threads_per_engine") else ""
+    n = r.get("threads_per_engine")
+    threads = f", {n} thread{'s' if n != 1 else ''} per engine" if n else ""
     return (f"b. engine efficiency ({r['engine']} {r['model']}{threads}, {r['calls']} calls at concurrency {r['concurrency']}, "
             f"max_tokens {r['max_tokens']}, {len(r['rounds'])} alternating rounds)\n"
             + table(["", "generated tokens", "wall s", "tokens/s"],
