@@ -18,7 +18,11 @@ arguments are saved with every result.
   b. engine efficiency, with the embedded hf engine (SmolLM2-135M):
      generated tokens/s through the whole agent system, against the same
      engine's raw batched generation (``EngineHost.replay``) of the very
-     requests the system sent, at the same concurrency. Goal: >= 0.9.
+     requests the system sent, at the same concurrency. The raw engine is a
+     second engine actor beside the system's: each gets half of the node's
+     CPUs as its threads (reserved side by side), so both run alike, and
+     neither reuses replies (``llm.hf.reuse_replies``): every call decodes.
+     Goal: >= 0.9.
   c. routing, with two hf engines and two workers: prefix-cache hit rate,
      prefilled tokens and generated tokens/s, ``llm.routing: sticky``
      against ``least_loaded``.
@@ -356,13 +360,30 @@ def actor_round_trip_ms(n: int) -> float:
 
 
 # ---------------------------------------------------------------- b. engine efficiency
+def engine_threads(node_cpus: Sequence[float]) -> int:
+    """Threads of each of part b's two CPU engines: half of the largest node's CPUs, so that both fit on it.
+
+    >>> engine_threads([2.0]), engine_threads([16.0, 4.0]), engine_threads([1.0])
+    (1, 8, 1)
+    """
+    return max(1, int(max(node_cpus, default=2)) // 2)
+
+
 def engine_efficiency(args: argparse.Namespace) -> dict[str, Any]:
     """System and raw engine alternate round by round, so a change in the machine's load hits both alike."""
     concurrency = args.engine_concurrency
-    cfg = config(model_engine(args), {"max_steps": args.steps}, {"workers": 1, "episodes_per_worker": concurrency}, args.tasks)
+    threads = engine_threads([n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")])
+    engine = model_engine(args)
+    if engine["engine"] == "hf":  # two engines share the node: the system's and the raw one, the same threads each;
+        # every call decodes (the rounds repeat the warm-up's tasks: reused replies would measure no model at all)
+        engine["hf"] = {**engine["hf"], "threads": threads, "reuse_replies": False}
+    cfg = config(engine, {"max_steps": args.steps},
+                 {"workers": 1, "episodes_per_worker": concurrency, "resource_timeout_s": args.resource_timeout}, args.tasks)
     tasks, _ = load_tasks(cfg)
     rounds = []
-    (raw_engine,) = start_engines(cfg.llm)  # a second engine of the same kind and placement, fed directly
+    raw_groups: list = []
+    # a second engine of the same kind and placement, fed directly; its CPUs are reserved beside the system's engine
+    (raw_engine,) = start_engines(cfg.llm, raw_groups, ready_timeout_s=cfg.distributed.resource_timeout_s)
     try:
         with system(cfg) as run:
             (engine,) = run.actors.engines
@@ -380,13 +401,14 @@ def engine_efficiency(args: argparse.Namespace) -> dict[str, Any]:
                 print(f"  b: round {r}: system {rounds[-1]['system']['tokens_per_s']:.1f} tok/s, "
                       f"raw {rounds[-1]['raw']['tokens_per_s']:.1f} tok/s, ratio {rounds[-1]['ratio']:.2f}")
     finally:
-        stop_engines([raw_engine])
+        stop_engines([raw_engine], raw_groups)
     totals = {side: {"completion_tokens": sum(r[side]["completion_tokens"] for r in rounds),
                      "wall_s": sum(r[side]["wall_s"] for r in rounds)} for side in ("system", "raw")}
     for side in totals.values():
         side["tokens_per_s"] = side["completion_tokens"] / side["wall_s"]
     return {
-        "engine": cfg.llm.engine, "model": cfg.llm.model, "concurrency": concurrency, "episodes_per_round": args.engine_episodes,
+        "engine": cfg.llm.engine, "model": cfg.llm.model, "threads_per_engine": cfg.llm.threads(), "concurrency": concurrency,
+        "episodes_per_round": args.engine_episodes,
         "calls": sum(r["system"]["calls"] for r in rounds), "max_tokens": cfg.llm.max_tokens, "rounds": rounds, **totals,
         "ratio": totals["system"]["tokens_per_s"] / totals["raw"]["tokens_per_s"],
     }
@@ -569,7 +591,9 @@ def report_cluster(r: dict[str, Any]) -> str:
 
 def report_engine(r: dict[str, Any]) -> str:
     s, raw = r["system"], r["raw"]
-    return (f"b. engine efficiency ({r['engine']} {r['model']}, {r['calls']} calls at concurrency {r['concurrency']}, "
+    n = r.get("threads_per_engine")
+    threads = f", {n} thread{'s' if n != 1 else ''} per engine" if n else ""
+    return (f"b. engine efficiency ({r['engine']} {r['model']}{threads}, {r['calls']} calls at concurrency {r['concurrency']}, "
             f"max_tokens {r['max_tokens']}, {len(r['rounds'])} alternating rounds)\n"
             + table(["", "generated tokens", "wall s", "tokens/s"],
                     [["whole system", s["completion_tokens"], round(s["wall_s"], 1), round(s["tokens_per_s"], 1)],
@@ -694,7 +718,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="small sizes (minutes); results go to throughput/quick/")
     parser.add_argument("--out", type=Path, default=None, help="results folder (default benchmarks/results/throughput)")
     parser.add_argument("--engine", choices=["hf", "scripted"], default="hf", help="engine of parts b and c (scripted: smoke tests)")
-    parser.add_argument("--num-cpus", type=int, default=2, help="CPUs of the local Ray (the hf engines take one each)")
+    parser.add_argument("--num-cpus", type=int, default=2, help="CPUs of the local Ray (the two hf engines of b, and of c, take half each)")
     parser.add_argument("--tasks", type=int, default=None, help="training tasks cycled over (a, b)")
     parser.add_argument("--steps", type=int, default=None, help="agent.max_steps")
     parser.add_argument("--max-tokens", type=int, default=8, help="llm.max_tokens (b, c)")
@@ -706,6 +730,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--engine-concurrency", type=int, default=None, help="b: concurrent episodes (one worker, one engine)")
     parser.add_argument("--engine-episodes", type=int, default=None, help="b: episodes timed per round")
     parser.add_argument("--engine-rounds", type=int, default=None, help="b: rounds, system then raw engine in each")
+    parser.add_argument("--resource-timeout", type=float, default=120.0,
+                        help="b: distributed.resource_timeout_s (an engine not placed in time fails the part in one line)")
     parser.add_argument("--routing-tasks", type=int, default=None, help="c: held-out tasks")
     parser.add_argument("--routing-attempts", type=int, default=None, help="c: sampled attempts per task")
     parser.add_argument("--routing-variants", default="sticky,sticky/0,least_loaded",

@@ -90,7 +90,7 @@ class CuratorLost(RunError):
 
 
 class ResourcesUnavailable(RunError):
-    """The engines' GPUs (a placement group) were not granted within ``distributed.resource_timeout_s``."""
+    """What an engine asks for (its CPU threads or GPUs, as a placement group) was not granted within ``distributed.resource_timeout_s``."""
 
 
 class FailureBudgetExceeded(RunError):

@@ -189,7 +189,9 @@ class DistributedConfig(_Section):
     )
     resource_timeout_s: float = Field(
         300.0, gt=0.0,
-        description="How long to wait for the engines' GPUs (a placement group) before failing with what was asked for.",
+        description="How long to wait for the resources the engines ask for (their CPU threads or GPUs, reserved as placement "
+        "groups before any actor starts) before the run stops with one line naming the engine, what it asks for and what the "
+        "cluster has free. The curator and the workers ask for none. A model's load is not counted.",
     )
     dashboard: bool = Field(
         True,

@@ -21,16 +21,13 @@ import time
 from typing import Any, AsyncIterator, Callable, Sequence
 
 import ray
-from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from ray.exceptions import GetTimeoutError
-
-from compound.config import LLMConfig
-from compound.failures import ResourcesUnavailable
+from compound.config import DistributedConfig, LLMConfig
 from compound.llm.base import Completion, EngineDead, LLMClient, Message
 from compound.runs import machine
 from compound.distributed.naming import engine_name
+from compound.distributed.placement import release, reserve
 from compound.distributed.runtime import quiet_actor_logging
 
 log = logging.getLogger(__name__)
@@ -269,73 +266,106 @@ def vllm_placement(tensor_parallel_size: int) -> tuple[list[dict[str, float]], d
     return [{"GPU": 1} for _ in range(tensor_parallel_size)], {"num_gpus": 0, "num_cpus": 0}
 
 
-def start_engines(
-    cfg: LLMConfig, placement_groups: list | None = None, *, ready_timeout_s: float | None = None, wait: bool = True,
-    name_prefix: str = "",
-) -> list[ray.actor.ActorHandle]:
-    """Start ``cfg.num_engines`` engine actors placed for their engine kind.
+def engine_placement(cfg: LLMConfig, gpus: float, node_cpus: Sequence[float]) -> tuple[list[dict[str, float]], dict[str, Any], int | None]:
+    """``(bundles reserved for each engine, its actor options, its CPU threads)`` for this config on this cluster.
 
-    vLLM takes one GPU per engine, or with tensor parallelism a placement
-    group of one bundle per GPU (``vllm_placement``). The hf engine takes a
-    GPU when the cluster has one per engine; on CPU it and the ct2 engine
-    reserve as many Ray CPUs as the threads they run (``cpu_threads``).
-    Each placement group made is appended to ``placement_groups`` when given,
-    so ``stop_engines`` can free its GPUs for the next run in the same Ray cluster.
+    vLLM: ``vllm_placement``. The hf engine takes a GPU when the cluster has
+    one per engine; on CPU it and the ct2 engine reserve as many CPUs as the
+    threads they run (``cpu_threads``). The test doubles reserve nothing ([]).
+
+    >>> engine_placement(LLMConfig(engine="hf"), 0, [2.0])
+    ([{'CPU': 2}], {'num_cpus': 2}, 2)
+    >>> engine_placement(LLMConfig(engine="hf"), 1, [8.0])
+    ([{'GPU': 1}], {'num_gpus': 1}, None)
+    >>> engine_placement(LLMConfig(engine="scripted", scripted={"script": ["look"]}), 0, [2.0])
+    ([], {'num_cpus': 0}, None)
+    """
+    if cfg.engine == "vllm":
+        bundles, options = vllm_placement(cfg.vllm.tensor_parallel_size)
+        return bundles, options, None
+    if cfg.engine == "ct2" or (cfg.engine == "hf" and gpus < cfg.num_engines):
+        threads = cpu_threads(cfg, node_cpus)
+        return [{"CPU": threads}], {"num_cpus": threads}, threads
+    if cfg.engine == "hf":
+        return [{"GPU": 1}], {"num_gpus": 1}, None
+    return [], {"num_cpus": 0}, None
+
+
+def engine_label(cfg: LLMConfig, index: int, threads: int | None) -> str:
+    """How a message names one engine.
+
+    >>> engine_label(LLMConfig(engine="hf"), 0, 2)
+    'engine 0 of 1 (hf smollm2-135m, 2 CPU threads)'
+    """
+    on = f", {threads} CPU thread{'s' if threads != 1 else ''}" if threads else ""
+    return f"engine {index} of {cfg.num_engines} ({cfg.engine} {cfg.model}{on})"
+
+
+def placement_fix(cfg: LLMConfig, threads: int | None) -> str:
+    """How to make an engine that could not be placed fit (the second half of ``placement.unplaced_message``)."""
+    later = "or raise distributed.resource_timeout_s if the autoscaler is still adding nodes"
+    if threads:
+        return (f"Lower llm.{cfg.engine}.threads or llm.num_engines, free the CPUs that another job (another run) "
+                f"holds on the cluster, {later}")
+    size = "llm.vllm.tensor_parallel_size / llm.num_engines" if cfg.engine == "vllm" else "llm.num_engines"
+    return f"Run on a node with that many GPUs, lower {size}, {later}"
+
+
+DEFAULT_RESOURCE_TIMEOUT_S = DistributedConfig.model_fields["resource_timeout_s"].default
+
+
+def start_engines(
+    cfg: LLMConfig, placement_groups: list | None = None, *, ready_timeout_s: float = DEFAULT_RESOURCE_TIMEOUT_S,
+    wait: bool = True, name_prefix: str = "",
+) -> list[ray.actor.ActorHandle]:
+    """Start ``cfg.num_engines`` engine actors placed for their engine kind (``engine_placement``).
+
+    What the engines ask for (CPU threads, GPUs) is reserved first, as one
+    placement group per engine (``compound.distributed.placement``): a group
+    not granted within ``ready_timeout_s`` (too few CPUs free, no GPU node)
+    removes them all and raises ``ResourcesUnavailable`` in one line, naming
+    the engine, what it asks for and what the cluster has free, before any
+    engine starts. The engines then start inside their groups. Each group
+    made is appended to ``placement_groups`` when given, so ``stop_engines``
+    can free the CPUs and GPUs for the next run in the same Ray cluster.
     With ``wait`` (the default) it returns once every engine has loaded its
-    model, raising the reason of one that could not; without, at once (the
-    caller then waits, e.g. on ``model_name``, after starting other actors).
-    A placement group not granted within ``ready_timeout_s`` (no GPU node,
-    too few GPUs) is removed and raises ``ResourcesUnavailable`` naming what
-    was asked for and what the cluster has, instead of waiting forever.
+    model, raising the reason of one that could not (its engines stopped,
+    their groups removed); without, at once (the caller then waits, e.g. on
+    ``model_name``, after starting other actors).
     With ``name_prefix`` the actors are named (``naming.engine_name``), so an
     actor Ray restarts can find them by name instead of holding their handles.
     """
     if cfg.engine == "openai":
         return []
-    handles = []
     gpus = ray.cluster_resources().get("GPU", 0)
-    on_cpu = cfg.engine == "ct2" or (cfg.engine == "hf" and gpus < cfg.num_engines)
-    threads = cpu_threads(cfg, [n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")]) if on_cpu else None
+    node_cpus = [n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")]
+    bundles, placed, threads = engine_placement(cfg, gpus, node_cpus)
     kwargs = engine_kwargs(cfg, threads)
-    for index in range(cfg.num_engines):
-        # restarted when killed (a node lost, an OOM kill); the episodes that were
-        # waiting on it are retried after a backoff (RemoteLLM raises transient errors)
-        options: dict[str, Any] = {"max_concurrency": 4096, "max_restarts": 5}
-        if cfg.engine == "vllm":
-            bundles, placed = vllm_placement(cfg.vllm.tensor_parallel_size)
-            options.update(placed)
-            pg = placement_group(bundles, strategy="STRICT_PACK")
-            _wait_granted(pg, bundles, ready_timeout_s)
-            if placement_groups is not None:
-                placement_groups.append(pg)
-            options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
-                placement_group=pg, placement_group_bundle_index=0, placement_group_capture_child_tasks=True
-            )
-        elif on_cpu:  # its threads are reserved as Ray CPUs; agent workers and the curator take none
-            options["num_cpus"] = threads
-        elif cfg.engine == "hf":
-            options["num_gpus"] = 1
-        else:
-            options["num_cpus"] = 0
-        if name_prefix:
-            options["name"] = engine_name(name_prefix, index)
-        handles.append(EngineActor.options(**options).remote(cfg.engine, kwargs))
-    if wait:
-        ray.get([h.model_name.remote() for h in handles])  # surface load errors now, not mid-run
-    return handles
-
-
-def _wait_granted(pg: Any, bundles: list[dict[str, float]], timeout_s: float | None) -> None:
+    groups = reserve(
+        [(engine_label(cfg, i, threads), bundles, placement_fix(cfg, threads)) for i in range(cfg.num_engines)], ready_timeout_s
+    ) if bundles else []
+    if placement_groups is not None:
+        placement_groups.extend(groups)
+    handles: list[ray.actor.ActorHandle] = []
     try:
-        ray.get(pg.ready(), timeout=timeout_s)
-    except GetTimeoutError:
-        remove_placement_group(pg)
-        have = {k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")}
-        raise ResourcesUnavailable(
-            f"the engine's placement group {bundles} was not granted within {timeout_s:.0f} s; the cluster has {have}. "
-            "Run on a node with that many GPUs, lower llm.vllm.tensor_parallel_size / llm.num_engines, "
-            "or raise distributed.resource_timeout_s if the autoscaler is still adding nodes"
-        ) from None
+        for index in range(cfg.num_engines):
+            # restarted when killed (a node lost, an OOM kill), inside its group; the episodes that were
+            # waiting on it are retried after a backoff (RemoteLLM raises transient errors)
+            options: dict[str, Any] = {"max_concurrency": 4096, "max_restarts": 5, **placed}
+            if groups:  # vLLM's tensor-parallel workers are child tasks that take the group's other bundles
+                options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
+                    placement_group=groups[index], placement_group_bundle_index=0,
+                    placement_group_capture_child_tasks=cfg.engine == "vllm",
+                )
+            if name_prefix:
+                options["name"] = engine_name(name_prefix, index)
+            handles.append(EngineActor.options(**options).remote(cfg.engine, kwargs))
+        if wait:
+            ray.get([h.model_name.remote() for h in handles])  # surface load errors now, not mid-run
+    except BaseException:
+        stop_engines(handles, groups, timeout_s=5)
+        raise
+    return handles
 
 
 NOT_ADDITIVE = ("ttft_p", "tpot_p", "mean_")
@@ -391,8 +421,4 @@ def stop_engines(handles: Sequence[ray.actor.ActorHandle], placement_groups: Seq
             ray.kill(h)
         except Exception:
             pass
-    for pg in placement_groups:
-        try:
-            remove_placement_group(pg)
-        except Exception:
-            pass
+    release(placement_groups)

@@ -5,7 +5,10 @@ serves under the configured model name, so nothing waits for one): imports
 and model loads are single-threaded, and one after another they left cores
 idle; on a GPU node vLLM's load of tens of seconds hides the workers' start.
 A model that fails to load still fails the run at once, and the actors
-started beside it are killed.
+started beside it are killed. Nothing waits for resources without bound:
+the engines' CPUs or GPUs are reserved first, within
+``distributed.resource_timeout_s`` (``compound.distributed.placement``),
+and the curator and the workers ask for none.
 """
 
 from __future__ import annotations
@@ -73,6 +76,7 @@ class RunActors:
         except BaseException:
             for actor in [self.curator, *self.workers]:
                 ray.kill(actor, no_restart=True)
+            stop_engines(self.engines, self.placement_groups, timeout_s=5)
             raise
 
     def release(self) -> None:

@@ -121,7 +121,8 @@ def test_engines_that_need_gpus_the_cluster_lacks_fail_in_bounded_time(ray_sessi
     cfg = validate_config({"llm": {"engine": "vllm", "model": "/models/any", "vllm": {"tensor_parallel_size": 2}}})
     with pytest.raises(ResourcesUnavailable) as info:
         start_engines(cfg.llm, [], ready_timeout_s=1)
-    assert "'GPU': 1" in str(info.value) and "resource_timeout_s" in str(info.value)
+    assert "asks for {'GPU': 2} on one node; the cluster has {'GPU': 0} free" in str(info.value)
+    assert "resource_timeout_s" in str(info.value)
     assert all(pg["state"] == "REMOVED" for pg in placement_group_table().values()), "the placement group is not left pending"
 
 

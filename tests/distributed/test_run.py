@@ -287,3 +287,7 @@ def test_an_engine_that_fails_to_load_fails_the_run_and_takes_the_other_actors_w
     for actor in [attempt.actors.curator, *attempt.actors.workers]:
         with pytest.raises(ray.exceptions.RayActorError):
             ray.get(actor.pid.remote(), timeout=60)
+    from ray.util import placement_group_table
+
+    groups = [placement_group_table(pg)["state"] for pg in attempt.actors.placement_groups]
+    assert groups == ["REMOVED"], "the CPUs the engine had reserved are freed"

@@ -35,6 +35,7 @@ class _Recorder:
 
 def test_restartable_actors_get_no_object_references_and_find_the_others_by_name(ray_session, tmp_path, monkeypatch):
     from compound.distributed import run_actors
+    from compound.distributed.placement import asked
 
     cfg = validate_config({
         "llm": {"engine": "scripted", "scripted": {"script": ["look"]}},
@@ -51,6 +52,7 @@ def test_restartable_actors_get_no_object_references_and_find_the_others_by_name
         serialize = ray_session._private.worker.global_worker.get_serialization_context().serialize
         for options, args, kwargs in [*workers.calls, *curator.calls]:
             assert options["max_restarts"] != 0
+            assert asked(options) == {}, "asking for no resources, nothing can keep them waiting to be placed"
             assert serialize((args, kwargs)).contained_object_refs == [], f"constructor arguments hold references: {args}"
         assert len(workers.calls) == 2
         assert ray_session.get([w.ready.remote() for w in actors.workers]) == [True, True], "the workers found the engine and curator"

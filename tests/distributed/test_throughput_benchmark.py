@@ -53,3 +53,19 @@ def test_throughput_rejects_a_bad_option_in_one_line(capsys):
     with pytest.raises(SystemExit):
         throughput.parse_args(["--routing-variants", "sticky/x"])
     assert "--routing-variants" in capsys.readouterr().err
+
+
+def test_engine_efficiency_places_both_of_its_cpu_engines(ray_session, tmp_path):
+    """Part b with the real hf engine on a 2-CPU Ray: the raw engine and the system's each reserve half of the CPUs.
+
+    An engine reserving all of them would leave the other unplaced; the part
+    then fails within ``--resource-timeout`` in one line instead of hanging.
+    """
+    throughput = load_throughput()
+    results = throughput.main([
+        "--parts", "b", "--engine", "hf", "--out", str(tmp_path), "--tasks", "2", "--steps", "1", "--max-tokens", "2",
+        "--engine-concurrency", "1", "--engine-episodes", "1", "--engine-rounds", "1", "--resource-timeout", "60",
+    ])
+    engine = results["b"]
+    assert engine["engine"] == "hf" and engine["threads_per_engine"] == ray_session.cluster_resources()["CPU"] // 2
+    assert engine["raw"]["completion_tokens"] == engine["system"]["completion_tokens"] > 0, "raw replays the system's requests"
