@@ -77,3 +77,12 @@ def test_a_real_sciworld_forgery_fails_all_three_replays(sciworld) -> None:
     idle = genuine.with_updates(steps=tuple(replace(s, action="look around", raw_action="look around") for s in genuine.steps))
     [v] = verify_all(env, [idle])
     assert not v.verified and v.replays == 3 and v.reason.endswith("in each of 3 replays"), v
+
+
+def test_the_decisions_docstring_examples_hold() -> None:
+    import doctest
+
+    import compound.share.verify
+
+    result = doctest.testmod(compound.share.verify)
+    assert result.attempted >= 3 and result.failed == 0
