@@ -65,8 +65,9 @@ def test_a_real_sciworld_success_is_verified_by_replay(sciworld) -> None:
 
 def test_a_real_sciworld_replay_that_completes_before_the_last_action_counts(sciworld) -> None:
     env, task, genuine = sciworld
-    extra = Step(genuine.final_observation, "look around", raw_action="look around")
-    longer = genuine.with_updates(steps=(*genuine.steps, extra))
+    # two more steps that let time pass: replays complete at the genuine last step or one later, so always early
+    extra = [Step(genuine.final_observation, "wait1", raw_action="wait1") for _ in range(2)]
+    longer = genuine.with_updates(steps=(*genuine.steps, *extra))
     [v] = verify_all(env, [longer])
     assert v.verified and f"of {len(longer.steps)})" in v.reason, v
     assert len(v.trajectory.steps) < len(longer.steps)
