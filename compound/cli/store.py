@@ -44,7 +44,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         env_id = env.env_id
     when, version = now(), env_version(env_id)
     lines = [json.dumps({"id": v.source_id, "task": v.task, "verdict": "verified" if v.verified else "quarantined",
-                         "reason": v.reason, "method": v.method, "env_id": env_id, "env_version": version,
+                         "reason": v.reason, "method": v.method, "replays": v.replays, "env_id": env_id, "env_version": version,
                          "verified_at": when}) for v in verdicts]
     out = Path(args.out) if args.out else output_path(source.path.parent, source.path.stem + ".verdicts.jsonl",
                                                         "remove the link, or pass --out FILE")

@@ -42,7 +42,11 @@ class EnvConfig(_Section):
 
 
 class AgentConfig(_Section):
-    max_steps: int = Field(15, ge=1, le=1000, description="Step limit per episode; reaching it truncates the episode.")
+    max_steps: int = Field(
+        15, ge=1, le=1000,
+        description="The agent's step limit per episode; reaching it truncates the episode. An environment may also "
+        "truncate at a limit of its own (ScienceWorld's env.params.step_limit: by default one per task type, 100-480).",
+    )
     plan: bool = Field(True, description="Write one plan per task before acting (Traj-Bootstrap's plan stage).")
     reasoning: bool = Field(False, description="Write a short reasoning before each action (costs decode tokens).")
     examples: Literal["flex", "episode", "none"] = Field(

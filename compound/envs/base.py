@@ -39,6 +39,9 @@ class Env(Protocol):
     # more than the offered actions (ScienceWorld): True when the environment
     # takes ``action`` as it is, so the agent sends it unchanged instead of
     # mapping it onto an offered action.
+    # Optional: ``deterministic = False`` for suites whose simulator may answer
+    # the same actions from the same task differently (ScienceWorld); a stored
+    # success is then replayed up to 3 times (``compound.share.verify``).
 
     def tasks(self, split: str) -> Sequence[Task]: ...
 

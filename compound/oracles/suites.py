@@ -29,7 +29,7 @@ from compound.envs import make
 from compound.oracles import alfworld_games
 from compound.oracles.play import Case, CaseResult, check_case
 from compound.oracles.puzzles import operator_cases, sql_cases, wordcraft_cases
-from compound.oracles.text_games import SCIWORLD_SAMPLE, SCIWORLD_STEP_LIMIT, TWX_GAMES, gold_cases
+from compound.oracles.text_games import SCIWORLD_SAMPLE, TWX_GAMES, gold_cases
 from compound.types import Task
 
 SUITES = ("twx", "sciworld", "alfworld", "sql", "wordcraft", "operators")
@@ -104,8 +104,7 @@ class OracleRunner:
             return env, gold_cases(env, env.tasks("test"))
         if suite == "sciworld":
             per_type = self.sciworld_variations if self.full else 1
-            env = self._env((suite, unit), lambda: make(
-                f"sciworld/{unit}", max_variations=per_type, step_limit=SCIWORLD_STEP_LIMIT))  # fmt: skip
+            env = self._env((suite, unit), lambda: make(f"sciworld/{unit}", max_variations=per_type))
             return env, gold_cases(env, env.tasks("test"))
         if suite == "alfworld":
             env = self._env((suite,), self._alfworld_env)

@@ -48,7 +48,3 @@ SCIWORLD_SAMPLE = (
 )
 """ScienceWorld task types of the CI sample: cheap gold paths that carry every kind of alias the
 action matcher used to change (see docs/verifiers.md)."""
-
-SCIWORLD_STEP_LIMIT = 300
-"""ScienceWorld's gold paths run up to ~200 steps (inclined-plane-friction-unnamed-surfaces: 192),
-past the env's default ``step_limit`` of 100; the oracle lifts it (docs/verifiers.md)."""

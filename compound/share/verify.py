@@ -7,7 +7,13 @@ Two ways, by what the suite's actions are:
   what the environment shows at that point (a changed observation is a
   changed trajectory), the episode must not end before the last action,
   and the environment must call the last step a success. SQL queries run
-  through the suite's executor with its limits, as in a run.
+  through the suite's executor with its limits, as in a run. An
+  environment that declares ``deterministic = False`` (ScienceWorld: its
+  simulator lists rooms in another order, reads other temperatures and may
+  complete a task a step earlier or later from one replay to the next)
+  gets up to ``NONDETERMINISTIC_REPLAYS`` replays without comparing
+  observations; one that succeeds at or before the last action verifies
+  it (``judge_replays``), and the verdict records how many replays ran.
 - **solution** (suites whose action is a whole Python program, the
   operators): reset the task and submit the final program once through the
   environment's own ``step``, which runs it in the sandboxed verifier
@@ -30,12 +36,14 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from compound.agent.prompts import MAX_ACTIONS_SHOWN  # a step keeps the offered actions the agent is shown
 from compound.envs.base import SPLITS, Env
-from compound.types import Step, StepResult, Task, Trajectory
+from compound.types import Observation, Step, StepResult, Task, Trajectory
 
 #: Longest model text (plan, reasoning, raw output of one step) a verified trajectory may carry.
 MAX_MODEL_TEXT = 8192
 #: Most steps replayed for one trajectory.
 MAX_STEPS = 1000
+#: Replays a trajectory gets in an environment that declares ``deterministic = False`` (ScienceWorld).
+NONDETERMINISTIC_REPLAYS = 3
 
 
 @dataclass(frozen=True)
@@ -48,6 +56,8 @@ class Verdict:
     reason: str
     method: str = ""
     trajectory: Trajectory | None = None
+    replays: int = 0
+    """How many replays of the trajectory ran (0: none, it was refused before; see ``judge_replays``)."""
 
 
 def method_of(env: Any) -> str:
@@ -116,21 +126,118 @@ def verify_trajectory(env: Env, tasks: TaskIndex, t: Trajectory) -> Verdict:
         return _fail(t, f"the environment refused it ({type(exc).__name__}: {first})", method)
 
 
+@dataclass(frozen=True)
+class ReplayRun:
+    """What one replay of a stored trajectory's actions did (steps counted from 1).
+
+    A replay sends the stored actions in order and stops early when the
+    episode is over (success, failure or step limit) or, where observations
+    are compared, at the first step whose recorded observation the
+    environment does not show (``mismatch``; nothing is sent there).
+    """
+
+    stored: int
+    sent: int
+    success: bool = False
+    ended: bool = False
+    mismatch: int | None = None
+    last_action: str = ""
+
+
+def replays_allowed(deterministic: bool) -> int:
+    """How many replays a trajectory gets: one, or ``NONDETERMINISTIC_REPLAYS`` in a non-deterministic env."""
+    return 1 if deterministic else NONDETERMINISTIC_REPLAYS
+
+
+def judge_replays(runs: Sequence[ReplayRun], deterministic: bool) -> tuple[bool | None, str]:
+    """The verdict on a trajectory from its replays so far: ``(True | False, reason)``, or ``(None, "")`` to replay again.
+
+    Deterministic env: one replay, which must show every recorded
+    observation, keep the episode going to the last stored action and end
+    it in success there. Non-deterministic env (``deterministic = False``,
+    e.g. ScienceWorld, whose room listings, readings and completion step
+    differ between replays): observations are not compared, and a replay
+    counts as a success when the environment calls a step up to the last
+    stored action a success (the simulator may complete a step earlier; the
+    rest is not sent). A replay that does not succeed is tried again, up to
+    ``replays_allowed(False)`` in all, and one success is enough; the
+    reason says which replay it was.
+
+    >>> judge_replays([ReplayRun(stored=6, sent=5, success=True, ended=True)], deterministic=False)
+    (True, 'verified by replay 1 of up to 3 (completed at step 5 of 6)')
+    >>> judge_replays([ReplayRun(stored=6, sent=6)], deterministic=False)
+    (None, '')
+    >>> judge_replays([ReplayRun(stored=6, sent=5, success=True, ended=True)], deterministic=True)
+    (False, 'the episode ended after step 5 of 6')
+    """
+    if not runs:
+        return None, ""
+    run = runs[-1]
+    if deterministic:
+        return (True, "verified by replay") if _run_succeeded(run, strict=True) else (False, _run_failure(run))
+    if _run_succeeded(run, strict=False):
+        early = f" (completed at step {run.sent} of {run.stored})" if run.sent < run.stored else ""
+        return True, f"verified by replay {len(runs)} of up to {NONDETERMINISTIC_REPLAYS}{early}"
+    if len(runs) < NONDETERMINISTIC_REPLAYS:
+        return None, ""
+    return False, f"{_run_failure(run)}, in each of {len(runs)} replays"
+
+
+def _run_succeeded(run: ReplayRun, strict: bool) -> bool:
+    if not run.success or run.sent > run.stored:
+        return False
+    return run.mismatch is None and run.sent == run.stored if strict else True
+
+
+def _run_failure(run: ReplayRun) -> str:
+    if run.mismatch is not None:
+        return f"step {run.mismatch}: the recorded observation is not what the environment shows"
+    if run.sent < run.stored:
+        return f"the episode ended after step {run.sent} of {run.stored}"
+    last = run.last_action.strip().splitlines()[0][:80] if run.last_action.strip() else ""
+    return f"the environment does not call it a success (last action {last!r})"
+
+
 def _replay(env: Env, task: Task, t: Trajectory, method: str) -> Verdict:
-    observation = env.reset(task)
-    goal = task.goal.strip() or observation.text
-    if t.goal.strip() != goal.strip():
-        return _fail(t, "its goal is not the task's goal", method)
+    deterministic = bool(getattr(env, "deterministic", True))
+    runs: list[ReplayRun] = []
+    while True:
+        observation = env.reset(task)
+        goal = task.goal.strip() or observation.text
+        if t.goal.strip() != goal.strip():
+            return _fail(t, "its goal is not the task's goal", method)
+        run, steps, result, observation = _replay_once(env, t, method, observation, compare=deterministic)
+        runs.append(run)
+        verified, reason = judge_replays(runs, deterministic)
+        if verified is not None:
+            break
+    if not verified or result is None:
+        return Verdict(t.id, t.task_key, False, reason, method, replays=len(runs))
+    rebuilt = Trajectory(
+        id=t.id, env_id=task.env_id, task_id=task.task_id, split=task.split, goal=goal, category=task.category,
+        plan=t.plan, steps=tuple(steps), success=True, terminated=result.terminated, truncated=result.truncated,
+        model=t.model[:200], final_observation=observation.text, reward=sum(s.reward for s in steps), phase="train",
+        attempt=t.attempt,
+    )
+    reason = reason if method == "replay" else f"verified by {method}"
+    return Verdict(t.id, task.key, True, reason, method, rebuilt, replays=len(runs))
+
+
+def _replay_once(
+    env: Env, t: Trajectory, method: str, observation: Observation, compare: bool
+) -> tuple[ReplayRun, list[Step], StepResult | None, Observation]:
+    """Send ``t``'s actions (its last one only for ``solution``) from a reset; see ``ReplayRun`` for where it stops."""
     sources: Sequence[Step] = t.steps if method == "replay" else t.steps[-1:]
-    if t.steps[0].observation != observation.text:
-        return _fail(t, "step 1: the recorded observation is not what the environment shows", method)
     steps: list[Step] = []
     result: StepResult | None = None
+    mismatch = None
     for i, source in enumerate(sources):
-        if method == "replay" and i and source.observation != observation.text:
-            return _fail(t, f"step {i + 1}: the recorded observation is not what the environment shows", method)
+        shown = t.steps[0].observation if i == 0 else source.observation
+        if compare and (i == 0 or method == "replay") and shown != observation.text:
+            mismatch = i + 1
+            break
         if result is not None and (result.terminated or result.truncated):
-            return _fail(t, f"the episode ended after step {i} of {len(sources)}", method)
+            break
         result = env.step(source.action)
         steps.append(Step(
             observation=observation.text, action=source.action, reasoning=source.reasoning, raw_action=source.raw_action,
@@ -138,17 +245,12 @@ def _replay(env: Env, task: Task, t: Trajectory, method: str) -> Verdict:
             valid_actions=tuple((observation.valid_actions or ())[:MAX_ACTIONS_SHOWN]), info=_json_safe(result.info),
         ))
         observation = result.observation
-    assert result is not None
-    if not result.success:
-        last = sources[-1].action.strip().splitlines()[0][:80] if sources[-1].action.strip() else ""
-        return _fail(t, f"the environment does not call it a success (last action {last!r})", method)
-    rebuilt = Trajectory(
-        id=t.id, env_id=task.env_id, task_id=task.task_id, split=task.split, goal=goal, category=task.category,
-        plan=t.plan, steps=tuple(steps), success=True, terminated=result.terminated, truncated=result.truncated,
-        model=t.model[:200], final_observation=observation.text, reward=sum(s.reward for s in steps), phase="train",
-        attempt=t.attempt,
+    ended = result is not None and (result.terminated or result.truncated)
+    run = ReplayRun(
+        stored=len(sources), sent=len(steps), success=result is not None and result.success and mismatch is None,
+        ended=ended, mismatch=mismatch, last_action=sources[-1].action,
     )
-    return Verdict(t.id, task.key, True, f"verified by {method}", method, rebuilt)
+    return run, steps, result, observation
 
 
 def verify_all(env: Env, trajectories: Iterable[Trajectory]) -> list[Verdict]:

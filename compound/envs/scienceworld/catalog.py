@@ -50,6 +50,75 @@ TASKS: dict[str, tuple[str, str]] = {
 }
 """Task name (the package's ``task_name``) -> (its paper number, a one-line title)."""
 
+DEFAULT_STEP_LIMIT = 100
+"""The step limit of a task type whose gold paths are short (the most common setting in the literature)."""
+
+STEP_LIMITS: dict[str, int] = {
+    "boil": 270,
+    "melt": 220,
+    "freeze": 210,
+    "change-the-state-of-matter-of": 190,
+    "use-thermometer": 100,
+    "measure-melting-point-known-substance": 120,
+    "measure-melting-point-unknown-substance": 150,
+    "power-component": 100,
+    "power-component-renewable-vs-nonrenewable-energy": 100,
+    "test-conductivity": 100,
+    "test-conductivity-of-unknown-substances": 100,
+    "find-living-thing": 100,
+    "find-non-living-thing": 100,
+    "find-plant": 100,
+    "find-animal": 100,
+    "grow-plant": 120,
+    "grow-fruit": 160,
+    "chemistry-mix": 100,
+    "chemistry-mix-paint-secondary-color": 100,
+    "chemistry-mix-paint-tertiary-color": 100,
+    "lifespan-longest-lived": 100,
+    "lifespan-shortest-lived": 100,
+    "lifespan-longest-lived-then-shortest-lived": 100,
+    "identify-life-stages-1": 100,
+    "identify-life-stages-2": 100,
+    "inclined-plane-determine-angle": 240,
+    "inclined-plane-friction-named-surfaces": 480,
+    "inclined-plane-friction-unnamed-surfaces": 310,
+    "mendelian-genetics-known-plant": 220,
+    "mendelian-genetics-unknown-plant": 230,
+}
+"""Each task type's default step limit: ``step_limit_rule`` of the longest gold path measured for it.
+
+Measured by ``benchmarks/sciworld_gold_lengths.py`` ("easy" simplification;
+the first 6 and the last variation of each split, the first 3 and the last
+also in a second process, the first test variation 3 times in each; 1,081 gold
+paths): ``benchmarks/results/sciworld_gold_lengths_2026-12-08.json``. A test
+checks this table against that file.
+"""
+
+
+def step_limit_rule(longest_gold_path: int) -> int:
+    """The default step limit of a task type whose longest measured gold path is ``longest_gold_path`` steps.
+
+    ``max(100, 1.5 x longest)``, rounded up to a multiple of 10: room for an
+    agent that does not walk the gold path, and for gold paths longer than
+    the ones measured (they vary between loads).
+
+    >>> step_limit_rule(40), step_limit_rule(84), step_limit_rule(192)
+    (100, 130, 290)
+    """
+    return max(DEFAULT_STEP_LIMIT, -(-longest_gold_path * 3 // 20) * 10)
+
+
+def step_limit_for(task_name: str, step_limit: int | None = None) -> int:
+    """The step limit of an episode of ``task_name``: ``step_limit`` when given, else the type's default.
+
+    >>> step_limit_for("boil"), step_limit_for("find-plant"), step_limit_for("boil", 30)
+    (270, 100, 30)
+    """
+    if step_limit is not None:
+        return step_limit
+    return STEP_LIMITS.get(task_name, DEFAULT_STEP_LIMIT)
+
+
 SIMPLIFICATIONS = (
     "teleportAction",
     "selfWateringFlowerPots",

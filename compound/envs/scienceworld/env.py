@@ -13,8 +13,23 @@ Scores: ScienceWorld scores 0-100 and reports -100 when the agent does
 something that fails the task for good (e.g. focusing on the wrong object).
 Reward is the score's change since the previous step; ``success`` is the
 simulator's own "completed" flag with score 100; ``terminated`` is success
-or that failure; ``truncated`` is ``step_limit`` reached (counted here, not
+or that failure; ``truncated`` is the step limit reached (counted here, not
 by the package, which folds it into its ``done``).
+
+Step limits: by default each task type has its own
+(``catalog.STEP_LIMITS``: 100, or 1.5 times the longest gold path measured
+for the type, up to 480 for ``inclined-plane-friction-named-surfaces``),
+so the package's own gold path fits at the default settings; an integer
+``step_limit`` sets one limit for every task type.
+
+Not deterministic: the simulator may answer the same actions from the same
+variation differently (room listing order, counts, thermometer readings;
+a task may complete a step earlier or later; gold paths differ between
+loads). A task is stored as what reloads it (its type, variation and
+simplification string in ``Task.params``); there is no seed to store. The
+env says ``deterministic = False``, so re-verifying a stored success replays
+it up to 3 times and accepts a replay that completes at or before its last
+action (``compound.share.verify.judge_replays``; docs/verifiers.md).
 
 ``step`` talks to the simulator's ``server`` object directly rather than the
 wrapper's ``step``: the wrapper recomputes the full valid-action list (1,000+
@@ -48,6 +63,7 @@ from compound.envs.scienceworld.catalog import (
     check_task_names,
     select_variations,
     simplification_for,
+    step_limit_for,
 )
 from compound.envs.scienceworld.jvm import DEFAULT_JVM_HEAP_MB, start_simulator
 from compound.envs.scienceworld.parser import parser_takes
@@ -65,6 +81,7 @@ _GOALS: dict[tuple[str, int, str], str] = {}
 class _Episode:
     task: Task
     valid_actions: tuple[str, ...]
+    step_limit: int
     steps: int = 0
     score: int = 0
     over: bool = False
@@ -76,7 +93,8 @@ class SciWorldEnv(LeasedSimulatorEnv):
     Parameters (the config's ``env.params``): ``simplification`` ("easy" by
     default, as SwiftSage and ETO evaluate; "" for none), ``max_variations``
     (per split; ``None`` = all), ``step_limit`` (truncate after that many
-    steps), ``max_actions`` (cap on offered actions; 0 offers none),
+    steps; ``None``, the default, = each task type's own limit,
+    ``catalog.STEP_LIMITS``), ``max_actions`` (cap on offered actions; 0 offers none),
     ``jvm_heap_mb`` (the simulator JVM's heap cap; ``None``: Java's default),
     ``shared_jvm`` (default true: play on the process's one JVM; false: on a
     JVM of this instance's own).
@@ -87,6 +105,9 @@ class SciWorldEnv(LeasedSimulatorEnv):
     >>> env.close()  # doctest: +SKIP
     """
 
+    deterministic = False
+    """Replays of the same actions may differ (see the module doc); re-verification replays up to 3 times."""
+
     def __init__(
         self,
         task_names: Sequence[str] | str | None = None,
@@ -94,7 +115,7 @@ class SciWorldEnv(LeasedSimulatorEnv):
         env_id: str | None = None,
         simplification: str = DEFAULT_SIMPLIFICATION,
         max_variations: int | None = None,
-        step_limit: int = 100,
+        step_limit: int | None = None,
         max_actions: int = DEFAULT_MAX_ACTIONS,
         jvm_heap_mb: int | None = DEFAULT_JVM_HEAP_MB,
         shared_jvm: bool = True,
@@ -104,8 +125,9 @@ class SciWorldEnv(LeasedSimulatorEnv):
         self.env_id = env_id or default_env_id(self.task_names)
         self.simplification = check_simplification(simplification)
         self.max_variations = check_max_variations(max_variations)
-        if isinstance(step_limit, bool) or not isinstance(step_limit, int) or step_limit < 1:
-            raise EnvError(f"step_limit must be a positive integer, got {step_limit!r}")
+        bad_limit = isinstance(step_limit, bool) or not isinstance(step_limit, int) or step_limit < 1
+        if step_limit is not None and bad_limit:
+            raise EnvError(f"step_limit must be a positive integer, or null for each task type's default, got {step_limit!r}")
         if isinstance(max_actions, bool) or not isinstance(max_actions, int) or max_actions < 0:
             raise EnvError(f"max_actions must be a non-negative integer (0 offers no list), got {max_actions!r}")
         bad_heap = isinstance(jvm_heap_mb, bool) or not isinstance(jvm_heap_mb, int) or jvm_heap_mb < 64
@@ -156,6 +178,10 @@ class SciWorldEnv(LeasedSimulatorEnv):
             )
         return tasks
 
+    def step_limit_of(self, task_name: str) -> int:
+        """The step limit an episode of ``task_name`` runs under: ``step_limit`` if set, else the type's default."""
+        return step_limit_for(task_name, self.step_limit)
+
     # -------------------------------------------------------------- episode
     def reset(self, task: Task) -> Observation:
         """Load ``task``'s variation; the observation is what "look around" shows there."""
@@ -183,7 +209,7 @@ class SciWorldEnv(LeasedSimulatorEnv):
         success = completed and score >= 100
         failed = score < 0
         terminated = completed or failed
-        truncated = not terminated and episode.steps >= self.step_limit
+        truncated = not terminated and episode.steps >= episode.step_limit
         episode.over = terminated or truncated
         episode.valid_actions = () if episode.over else self._offered_actions(raw, episode.task.goal)
         return StepResult(
@@ -255,7 +281,9 @@ class SciWorldEnv(LeasedSimulatorEnv):
         goal = task.goal or str(server.getTaskDescription())
         # Some tasks score the starting state already (e.g. 8 for being in the right room).
         start_score = int(round(100 * float(server.getScore())))
-        self._episode = _Episode(task=task, valid_actions=self._offered_actions(raw, goal), score=start_score)
+        self._episode = _Episode(
+            task=task, valid_actions=self._offered_actions(raw, goal), step_limit=self.step_limit_of(name), score=start_score
+        )
         return Observation(compact_text(raw), self._episode.valid_actions or None)
 
     def _offered_actions(self, raw_observation: str, goal: str) -> tuple[str, ...]:
