@@ -54,23 +54,26 @@ def sciworld():
         yield env, task, play(env, task, env.gold_actions(task))
 
 
-def test_a_real_sciworld_success_is_verified_by_replay(sciworld) -> None:
+def test_a_real_sciworld_success_is_verified_by_replay_even_when_it_completes_early(sciworld) -> None:
+    """A success recorded through the agent loop, with two steps that let time pass after it.
+
+    The simulator completes power-component at the recorded last step or one
+    later from replay to replay (measured: 1 replay in 6 is one step late), so
+    the recorded trajectory alone fails re-verification with probability
+    about (1/6)^3 (every replay late: the conservative side, quarantined, never
+    admitted). The two ``wait1`` steps keep every replay's completion at or
+    before the last stored action, so this test does not depend on which step
+    the simulator completes at.
+    """
     env, task, genuine = sciworld
     assert genuine.success and env.deterministic is False
-    [v] = verify_all(env, [genuine])
-    assert v.verified and v.reason.startswith("verified by replay ") and 1 <= v.replays <= 3, v
-    assert v.trajectory is not None and v.trajectory.success and len(v.trajectory.steps) <= len(genuine.steps)
-    assert [s.action for s in v.trajectory.steps] == [s.action for s in genuine.steps][: len(v.trajectory.steps)]
-
-
-def test_a_real_sciworld_replay_that_completes_before_the_last_action_counts(sciworld) -> None:
-    env, task, genuine = sciworld
-    # two more steps that let time pass: replays complete at the genuine last step or one later, so always early
     extra = [Step(genuine.final_observation, "wait1", raw_action="wait1") for _ in range(2)]
     longer = genuine.with_updates(steps=(*genuine.steps, *extra))
     [v] = verify_all(env, [longer])
-    assert v.verified and f"of {len(longer.steps)})" in v.reason, v
-    assert len(v.trajectory.steps) < len(longer.steps)
+    assert v.verified and v.reason.startswith("verified by replay ") and 1 <= v.replays <= 3, v
+    assert f"of {len(longer.steps)})" in v.reason, v  # completed before the last stored action
+    assert v.trajectory is not None and v.trajectory.success and len(v.trajectory.steps) < len(longer.steps)
+    assert [s.action for s in v.trajectory.steps] == [s.action for s in longer.steps][: len(v.trajectory.steps)]
 
 
 def test_a_real_sciworld_forgery_fails_all_three_replays(sciworld) -> None:
