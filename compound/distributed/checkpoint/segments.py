@@ -1,0 +1,184 @@
+"""Row segments: each stored row (a trajectory and its vectors) written to the checkpoint once, and referenced after.
+
+Why: a snapshot that rewrites every store's rows whole costs what the
+stores hold, every time; over a run that is (snapshots x live rows), ten
+times the checkpoint's final size at 10^5 episodes. Here a snapshot writes
+only the rows that no earlier snapshot wrote, as one immutable *segment*
+(per vector precision), and each store's part names its rows as
+``(segment, row)`` references: a few bytes per row instead of its vectors.
+The snapshot's manifest lists the segments it needs; the others are
+deleted once it is durable.
+
+Why per row and not per store: a trial copy (PBT's exploit) hands the
+target the source's very trajectories, and a store's rows leave (evictions)
+and arrive (successes) in any order; rows are matched by object identity
+(the store keeps the ``Trajectory`` object it was given, and a replaced
+attempt is a new object), so a row shared by two trials, or kept across
+many snapshots, is written once.
+
+Precision: a segment holds its vectors in one dtype. A row held in float32
+is reused only by a float32 store; a float16 store reuses float32 or
+float16 rows (float32 -> float16 is the same rounding the store applied in
+memory, so the restored values are identical), so a store switching to
+float16 rewrites nothing.
+
+Compaction: rows evicted or replaced stay in their segment until it is
+more than ``COMPACT_SHARE`` dead; then the next snapshot writes that
+segment's live rows again (into its new segment) and drops it. Each
+rewrite moves at most as many rows as died in that segment, so rewriting
+stays amortised O(rows written), and dead rows on disk never exceed the
+live ones by more than the share allows.
+
+Segments are in the checkpoint's own Arrow format (no pickle): the rows as
+a record of the trajectory schema (``<name>.arrow``) and their vectors
+stacked (``<name>.arrays.arrow``: ``key``, ``plan``, ``observation``,
+``reasoning``, ``step_offsets`` over the rows with vectors, and
+``vector_row``: per row its index there, -1 for a row without).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from compound.curation.store.chunk_log import COMPACT_SHARE
+from compound.curation.store.vectors import StackedVectors, TrajectoryVectors
+from compound.types import Trajectory
+
+_VECTOR_ARRAYS = ("key", "plan", "observation", "reasoning", "step_offsets")
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Rows written together: trajectories, and per row its vectors (``None``: a row kept without, e.g. a failure)."""
+
+    name: str
+    trajectories: tuple[Trajectory, ...]
+    vectors: tuple[TrajectoryVectors | None, ...]
+    dtype: str  # of the vectors
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The rows' vectors stacked (see module doc); computed by the writer, off the curator's thread."""
+        return stack(self.vectors, np.dtype(self.dtype))
+
+    def meta(self) -> dict[str, object]:
+        return {"rows": len(self.trajectories), "dtype": self.dtype}
+
+
+def segment_name(calls: int) -> str:
+    """A new segment's name: the calls its snapshot covers and a random tag (a snapshot retried at the same point never collides).
+
+    >>> segment_name(12)[:10]
+    '000000012-'
+    """
+    return f"{calls:09d}-{uuid.uuid4().hex[:12]}"
+
+
+def valid_name(name: object) -> bool:
+    """Whether ``name`` is a segment name (``segment_name``'s form; no path can hide in it).
+
+    >>> valid_name(segment_name(12)), valid_name("../x"), valid_name(segment_name(12) + "/x")
+    (True, False, False)
+    """
+    if not isinstance(name, str):
+        return False
+    calls, _, tag = name.partition("-")
+    return len(calls) == 9 and calls.isdigit() and len(tag) == 12 and all(c in "0123456789abcdef" for c in tag)
+
+
+def stack(vectors: Sequence[TrajectoryVectors | None], dtype: np.dtype) -> dict[str, np.ndarray]:
+    """Rows' vectors as stacked arrays of ``dtype`` plus ``vector_row`` (-1: the row has none)."""
+    present = [v for v in vectors if v is not None]
+    vector_row = np.full(len(vectors), -1, np.int64)
+    vector_row[[i for i, v in enumerate(vectors) if v is not None]] = np.arange(len(present))
+    if not present:
+        return {"key": np.zeros((0, 0), dtype), "plan": np.zeros((0, 0), dtype), "observation": np.zeros((0, 0), dtype),
+                "reasoning": np.zeros((0, 0), dtype), "step_offsets": np.zeros(1, np.int64), "vector_row": vector_row}
+    stacked = StackedVectors(int(present[0].key.shape[-1]), len(present), max(1, sum(len(v.observation) for v in present)), dtype)
+    stacked.append(range(len(present)), present)
+    arrays = stacked.arrays()
+    return {**{k: arrays[k] for k in _VECTOR_ARRAYS}, "vector_row": vector_row}
+
+
+def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The concatenation of ``range(s, s + n)`` for each start and length, without a Python loop."""
+    total = int(lengths.sum())
+    if not total:
+        return np.zeros(0, np.int64)
+    before = np.cumsum(lengths) - lengths
+    return np.repeat(starts - before, lengths) + np.arange(total, dtype=np.int64)
+
+
+def gather(sources: Sequence[Mapping[str, np.ndarray]], which: np.ndarray, rows: np.ndarray, dtype: np.dtype,
+           dim: int) -> dict[str, np.ndarray]:
+    """Stacked vectors (``StackedVectors.from_arrays``' input, ``dim`` wide, in ``dtype``) of the rows ``rows[i]`` of ``sources[which[i]]``.
+
+    Every row given must have vectors there (``vector_row >= 0``); a loop
+    per source, none per row.
+    """
+    n = len(rows)
+    vrow = np.zeros(n, np.int64)
+    lengths = np.zeros(n, np.int64)
+    for s, arrays in enumerate(sources):
+        mine = which == s
+        if mine.any():
+            vrow[mine] = arrays["vector_row"][rows[mine]]
+            if (vrow[mine] < 0).any():
+                raise ValueError("a row referenced with vectors has none in its segment")
+            offsets = arrays["step_offsets"]
+            lengths[mine] = offsets[vrow[mine] + 1] - offsets[vrow[mine]]
+    out_offsets = np.zeros(n + 1, np.int64)
+    np.cumsum(lengths, out=out_offsets[1:])
+    m = int(out_offsets[-1])
+    out = {"key": np.empty((n, dim), dtype), "plan": np.empty((n, dim), dtype), "observation": np.empty((m, dim), dtype),
+           "reasoning": np.empty((m, dim), dtype), "step_offsets": out_offsets}
+    for s, arrays in enumerate(sources):
+        mine = np.flatnonzero(which == s)
+        if not len(mine):
+            continue
+        out["key"][mine] = arrays["key"][vrow[mine]]  # a cast to ``dtype``: the rounding the store applied in memory
+        out["plan"][mine] = arrays["plan"][vrow[mine]]
+        source = _ranges(arrays["step_offsets"][vrow[mine]], lengths[mine])
+        target = _ranges(out_offsets[mine], lengths[mine])
+        out["observation"][target] = arrays["observation"][source]
+        out["reasoning"][target] = arrays["reasoning"][source]
+    return out
+
+
+def to_rewrite(rows: Mapping[str, int], live: Mapping[str, int], share: float = COMPACT_SHARE) -> set[str]:
+    """Segments more than ``share`` dead (their live rows are written again, and they are dropped).
+
+    >>> sorted(to_rewrite({"a": 10, "b": 10, "c": 4}, {"a": 6, "b": 4, "c": 0}))
+    ['b']
+    """
+    return {name for name, n in rows.items() if live.get(name, 0) and 1.0 - live[name] / n > share}
+
+
+@dataclass
+class RowIndex:
+    """Which segment row holds each row the latest snapshot references: what the next one can name instead of writing.
+
+    ``rows``: ``id(trajectory)`` -> (the trajectory, {vector dtype or ``None``
+    for a row without vectors: (segment, row)}); the trajectory is kept so that
+    an id is never that of another, later object. ``segments``: name -> its
+    ``Segment.meta``.
+    """
+
+    rows: dict[int, tuple[Trajectory, dict[str | None, tuple[str, int]]]] = field(default_factory=dict)
+    segments: dict[str, dict[str, object]] = field(default_factory=dict)
+
+    def find(self, t: Trajectory, need: str | None) -> tuple[str, int] | None:
+        """A written row of ``t`` that serves a store needing vectors of dtype ``need`` (``None``: no vectors)."""
+        entry = self.rows.get(id(t))
+        if entry is None or entry[0] is not t:
+            return None
+        held = entry[1]
+        if need is None:
+            return next(iter(held.values()), None)
+        return held.get(need) or (held.get("float32") if need == "float16" else None)
+
+    def add(self, t: Trajectory, dtype: str | None, where: tuple[str, int]) -> None:
+        self.rows.setdefault(id(t), (t, {}))[1].setdefault(dtype, where)
