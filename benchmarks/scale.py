@@ -201,7 +201,7 @@ def watch(args: list[str], *, kill_at_rows: int | None = None, run_dir: Path | N
     while driver.poll() is None:
         _observe(run_dir, versions)
         if run_dir is not None:
-            manifests.update(p.name for p in (run_dir / "curator" / "snapshots").glob("*.json"))
+            manifests.update(p.name for p in (run_dir / "curator").glob("*/snapshots/*.json"))  # curator/<run>/snapshots
         peak["driver"] = max(peak["driver"], _status(driver.pid, "VmHWM"))
         written["driver"] = max(written["driver"], _written(driver.pid))
         for pid in _curators(driver.pid):
@@ -229,7 +229,7 @@ def one(size: int, trials: int, folder: Path, args: argparse.Namespace) -> dict:
     result = watch(["--config", str(cfg), "--out", str(run_dir)], run_dir=run_dir)
     rows = _rows(run_dir)
     checkpoint = _size(run_dir / "curator") if (run_dir / "curator").is_dir() else 0
-    segments = _size(run_dir / "curator" / "segments") if (run_dir / "curator" / "segments").is_dir() else 0
+    segments = sum(_size(folder) for folder in (run_dir / "curator").glob("*/segments"))
     out = {"episodes": rows, "trials": trials, **result,
            "final_bytes": {"run_dir": _size(run_dir) - checkpoint, "checkpoint": checkpoint, "checkpoint_segments": segments},
            "trajectory_bytes": _size(run_dir / "trajectories.parquet") if (run_dir / "trajectories.parquet").is_dir()

@@ -45,24 +45,28 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from compound.curation.store.chunk_log import COMPACT_SHARE
-from compound.curation.store.vectors import StackedVectors, TrajectoryVectors
 from compound.types import Trajectory
-
-_VECTOR_ARRAYS = ("key", "plan", "observation", "reasoning", "step_offsets")
-
 
 @dataclass(frozen=True)
 class Segment:
-    """Rows written together: trajectories, and per row its vectors (``None``: a row kept without, e.g. a failure)."""
+    """Rows written together: their trajectories, and where each row's vectors are (row ``rows[i]`` of the stacked
+    vectors ``sources[which[i]]``, a store's buffers; ``which[i] == -1``: a row kept without vectors, e.g. a failure)."""
 
     name: str
     trajectories: tuple[Trajectory, ...]
-    vectors: tuple[TrajectoryVectors | None, ...]
+    sources: tuple[Mapping[str, np.ndarray], ...]
+    which: np.ndarray
+    rows: np.ndarray
     dtype: str  # of the vectors
+    dim: int
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The rows' vectors stacked (see module doc); computed by the writer, off the curator's thread."""
-        return stack(self.vectors, np.dtype(self.dtype))
+        has = self.which >= 0
+        vector_row = np.full(len(self.which), -1, np.int64)
+        vector_row[has] = np.arange(int(has.sum()))
+        stacked = gather(self.sources, self.which[has], self.rows[has], np.dtype(self.dtype), self.dim)
+        return {**stacked, "vector_row": vector_row}
 
     def meta(self) -> dict[str, object]:
         return {"rows": len(self.trajectories), "dtype": self.dtype}
@@ -89,20 +93,6 @@ def valid_name(name: object) -> bool:
     return len(calls) == 9 and calls.isdigit() and len(tag) == 12 and all(c in "0123456789abcdef" for c in tag)
 
 
-def stack(vectors: Sequence[TrajectoryVectors | None], dtype: np.dtype) -> dict[str, np.ndarray]:
-    """Rows' vectors as stacked arrays of ``dtype`` plus ``vector_row`` (-1: the row has none)."""
-    present = [v for v in vectors if v is not None]
-    vector_row = np.full(len(vectors), -1, np.int64)
-    vector_row[[i for i, v in enumerate(vectors) if v is not None]] = np.arange(len(present))
-    if not present:
-        return {"key": np.zeros((0, 0), dtype), "plan": np.zeros((0, 0), dtype), "observation": np.zeros((0, 0), dtype),
-                "reasoning": np.zeros((0, 0), dtype), "step_offsets": np.zeros(1, np.int64), "vector_row": vector_row}
-    stacked = StackedVectors(int(present[0].key.shape[-1]), len(present), max(1, sum(len(v.observation) for v in present)), dtype)
-    stacked.append(range(len(present)), present)
-    arrays = stacked.arrays()
-    return {**{k: arrays[k] for k in _VECTOR_ARRAYS}, "vector_row": vector_row}
-
-
 def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """The concatenation of ``range(s, s + n)`` for each start and length, without a Python loop."""
     total = int(lengths.sum())
@@ -116,8 +106,9 @@ def gather(sources: Sequence[Mapping[str, np.ndarray]], which: np.ndarray, rows:
            dim: int) -> dict[str, np.ndarray]:
     """Stacked vectors (``StackedVectors.from_arrays``' input, ``dim`` wide, in ``dtype``) of the rows ``rows[i]`` of ``sources[which[i]]``.
 
-    Every row given must have vectors there (``vector_row >= 0``); a loop
-    per source, none per row.
+    A source without ``vector_row`` is a store's buffers (row i is vector row
+    i); in a segment, every row given must have vectors (``vector_row >= 0``).
+    A loop per source, none per row.
     """
     n = len(rows)
     vrow = np.zeros(n, np.int64)
@@ -125,7 +116,7 @@ def gather(sources: Sequence[Mapping[str, np.ndarray]], which: np.ndarray, rows:
     for s, arrays in enumerate(sources):
         mine = which == s
         if mine.any():
-            vrow[mine] = arrays["vector_row"][rows[mine]]
+            vrow[mine] = arrays["vector_row"][rows[mine]] if "vector_row" in arrays else rows[mine]
             if (vrow[mine] < 0).any():
                 raise ValueError("a row referenced with vectors has none in its segment")
             offsets = arrays["step_offsets"]
@@ -161,24 +152,26 @@ def to_rewrite(rows: Mapping[str, int], live: Mapping[str, int], share: float = 
 class RowIndex:
     """Which segment row holds each row the latest snapshot references: what the next one can name instead of writing.
 
-    ``rows``: ``id(trajectory)`` -> (the trajectory, {vector dtype or ``None``
-    for a row without vectors: (segment, row)}); the trajectory is kept so that
-    an id is never that of another, later object. ``segments``: name -> its
-    ``Segment.meta``.
+    ``rows``: (``id(trajectory)``, its vectors' dtype there or ``None`` for a
+    row without vectors) -> (the trajectory, (segment, row)); the trajectory
+    is kept so that an id is never that of another, later object.
+    ``segments``: name -> its ``Segment.meta``.
     """
 
-    rows: dict[int, tuple[Trajectory, dict[str | None, tuple[str, int]]]] = field(default_factory=dict)
+    rows: dict[tuple[int, str | None], tuple[Trajectory, tuple[str, int]]] = field(default_factory=dict)
     segments: dict[str, dict[str, object]] = field(default_factory=dict)
 
     def find(self, t: Trajectory, need: str | None) -> tuple[str, int] | None:
         """A written row of ``t`` that serves a store needing vectors of dtype ``need`` (``None``: no vectors)."""
-        entry = self.rows.get(id(t))
-        if entry is None or entry[0] is not t:
-            return None
-        held = entry[1]
-        if need is None:
-            return next(iter(held.values()), None)
-        return held.get(need) or (held.get("float32") if need == "float16" else None)
+        for dtype in _SERVES[need]:
+            entry = self.rows.get((id(t), dtype))
+            if entry is not None and entry[0] is t:
+                return entry[1]
+        return None
 
     def add(self, t: Trajectory, dtype: str | None, where: tuple[str, int]) -> None:
-        self.rows.setdefault(id(t), (t, {}))[1].setdefault(dtype, where)
+        self.rows.setdefault((id(t), dtype), (t, where))
+
+
+_SERVES: dict[str | None, tuple[str | None, ...]] = {  # rows whose vectors serve a store of each precision (see module doc)
+    "float32": ("float32",), "float16": ("float16", "float32"), None: ("float32", "float16", None)}

@@ -103,33 +103,41 @@ def plan(state: CuratorState, calls: int = 0) -> Plan:
     """``state`` as a snapshot after ``calls`` calls: rows ``state.rows`` knows are named, the rest go into new segments.
 
     Runs on the curator's thread and copies nothing bulky: new rows' vectors
-    are read-only views of the stores' buffers (which are replaced, never
-    edited in place), stacked by the writer.
+    are read from the stores' buffers (read-only views, which the stores
+    replace and never edit in place) by the writer, on its own thread.
+    Rows are matched by identity, so nothing per row is hashed or compared.
     """
     known, found, held = state.rows, [], []
+    sources = tuple(store.snapshot().embeddings for store in state.stores)
     for store in state.stores:
         meta, trajectories, _ = store.state()
-        dtype = str(store.vector_dtype)
-        needs = [dtype if store.is_retrievable(t.attempt_key) else None for t in trajectories]
-        held.append((store, meta, trajectories, needs))
+        dtype, retrievable = str(store.vector_dtype), store.snapshot().trajectories
+        if len(retrievable) == len(trajectories):  # the curator's stores: every row held is retrievable, in the same order
+            stacked = list(range(len(trajectories)))
+        else:
+            position = {id(t): i for i, t in enumerate(retrievable)}
+            stacked = [position.get(id(t), -1) for t in trajectories]
+        needs = [dtype if row >= 0 else None for row in stacked]
+        held.append((meta, trajectories, needs, stacked))
         found.append([known.find(t, need) for t, need in zip(trajectories, needs)])
     live = Counter(name for name, _ in {where for rows in found for where in rows if where is not None})
     dropped = to_rewrite({name: int(meta["rows"]) for name, meta in known.segments.items()}, live)  # type: ignore[call-overload]
-    new: dict[str, tuple[list[Trajectory], list[Any]]] = {}  # segment dtype -> rows
+    new: dict[str, tuple[list[Trajectory], list[int], list[int]]] = {}  # segment dtype -> rows: trajectory, store, stack row
     placed: dict[tuple[int, str | None], tuple[str, int]] = {}
     names = {dtype: segment_name(calls) for dtype in ("float32", "float16")}
     rows, out = RowIndex(), []
-    for (store, meta, trajectories, needs), where in zip(held, found):
+    for trial, ((meta, trajectories, needs, stacked), where) in enumerate(zip(held, found)):
         refs = []
-        for t, need, at in zip(trajectories, needs, where):
+        for t, need, at, row in zip(trajectories, needs, where, stacked):
             if at is None or at[0] in dropped:
                 at = placed.get((id(t), need))
                 if at is None:
                     group = need or "float32"  # a row without vectors goes with the float32 ones
-                    ts, vs = new.setdefault(group, ([], []))
+                    ts, which, at_row = new.setdefault(group, ([], [], []))
                     at = placed[(id(t), need)] = (names[group], len(ts))
                     ts.append(t)
-                    vs.append(store.vectors(t.attempt_key) if need else None)
+                    which.append(trial if need else -1)
+                    at_row.append(row)
                 rows.add(t, need, at)
             else:
                 rows.add(t, str(known.segments[at[0]]["dtype"]) if need else None, at)
@@ -138,9 +146,11 @@ def plan(state: CuratorState, calls: int = 0) -> Plan:
         position = {name: i for i, name in enumerate(used)}
         arrays = {"segment": np.array([position[name] for name, _ in refs], np.int32),
                   "row": np.array([row for _, row in refs], np.int64)}
-        out.append(Op("store", {**meta, "log": state.logs[len(out)].state(), "segments": used}, arrays=arrays))
-    segments = [Segment(names[dtype], tuple(ts), tuple(vs), dtype) for dtype, (ts, vs) in new.items()]
-    named = {name for name, _ in (where for r in rows.rows.values() for where in r[1].values())}
+        out.append(Op("store", {**meta, "log": state.logs[trial].state(), "segments": used}, arrays=arrays))
+    dim = next((int(s["key"].shape[1]) for s in sources if s["key"].ndim == 2), 0)
+    segments = [Segment(names[dtype], tuple(ts), sources, np.array(which, np.int64), np.array(at_row, np.int64), dtype, dim)
+                for dtype, (ts, which, at_row) in new.items()]
+    named = {where[0] for _, where in rows.rows.values()}
     keep = {name: meta for name, meta in known.segments.items() if name in named}
     rows.segments = {**keep, **{s.name: s.meta() for s in segments}}
     return Plan(out + _small_parts(state), segments, keep, rows)
