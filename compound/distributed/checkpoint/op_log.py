@@ -16,7 +16,7 @@ a crash mid-write leaves no half record under a final name.
 Replaying costs ~0.8 ms per call (~80 s after 100k episodes), so the
 curator also writes its whole state now and then (``write_snapshot``): the
 stores' rows that no earlier snapshot wrote, as row segments
-``segments/<name>.arrow`` (each row written once: ``checkpoint.segments``),
+``segments/<name>.arrow`` (snapshots write each row once: ``checkpoint.segments``),
 and small parts in the same Arrow format under ``snapshots/<seq>/`` (a
 part's stacked arrays beside it as ``<part>.arrays.arrow``, raw bytes, one
 row per array, so a million rows load as one buffer), then the manifest
