@@ -359,7 +359,8 @@ class OpLog:
             arrays = decode_arrays(self._read(f"{self.root}/{path}.arrays.arrow", f"{self.uri}/{path}.arrays.arrow"), self.run,
                                    f"{self.uri}/{path}.arrays.arrow")
             if len(op.trajectories) != meta["rows"] or len(arrays.get("vector_row", ())) != meta["rows"]:
-                raise _damaged(f"{self.uri}/{path}.arrow", ValueError(f"it holds {len(op.trajectories)} rows, the manifest says {meta['rows']}"))
+                raise _damaged(f"{self.uri}/{path}.arrow",
+                               ValueError(f"it holds {len(op.trajectories)} rows, the manifest says {meta['rows']}"))
             out.append(Op("segment", {"name": name, **meta}, op.trajectories, arrays=arrays))
         return out
 

@@ -47,6 +47,7 @@ import numpy as np
 from compound.curation.store.chunk_log import COMPACT_SHARE
 from compound.types import Trajectory
 
+
 @dataclass(frozen=True)
 class Segment:
     """Rows written together: their trajectories, and where each row's vectors are (row ``rows[i]`` of the stacked
