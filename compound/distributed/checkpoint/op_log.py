@@ -14,7 +14,7 @@ is uploaded under its name once (an upload appears whole or not at all), so
 a crash mid-write leaves no half record under a final name.
 
 Replaying costs ~0.8 ms per call (~80 s after 100k episodes), so the
-curator also writes its whole state now and then (``write_snapshot``): the
+curator also writes a snapshot of its state now and then (``write_snapshot``): the
 stores' rows that no earlier snapshot wrote, as row segments
 ``segments/<name>.arrow`` (snapshots write each row once: ``checkpoint.segments``),
 and small parts in the same Arrow format under ``snapshots/<seq>/`` (a
