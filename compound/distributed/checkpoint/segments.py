@@ -4,7 +4,7 @@ Why: a snapshot that rewrites every store's rows whole costs what the
 stores hold, every time; over a run that is (snapshots x live rows), ten
 times the checkpoint's final size at 10^5 episodes. Here a snapshot writes
 only the rows that no earlier snapshot wrote, as one immutable *segment*
-(per vector precision), and each store's part names its rows as
+(one per store), and each store's part names its rows as
 ``(segment, row)`` references: a few bytes per row instead of its vectors.
 The snapshot's manifest lists the segments it needs; the others are
 deleted once it is durable.
@@ -62,11 +62,27 @@ class Segment:
     dim: int
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """The rows' vectors stacked (see module doc); computed by the writer, off the curator's thread."""
+        """The rows' vectors stacked (see module doc); computed by the writer, off the curator's thread.
+
+        Rows that are a run of one store's buffers in its precision (the
+        usual case: a segment holds one store's rows, those appended since
+        the last snapshot) are views of them, so writing a segment copies no
+        vectors; others are gathered into new arrays.
+        """
         has = self.which >= 0
         vector_row = np.full(len(self.which), -1, np.int64)
         vector_row[has] = np.arange(int(has.sum()))
-        stacked = gather(self.sources, self.which[has], self.rows[has], np.dtype(self.dtype), self.dim)
+        which, rows = self.which[has], self.rows[has]
+        run = len(rows) and (which == which[0]).all() and rows[-1] - rows[0] + 1 == len(rows) and (np.diff(rows) == 1).all()
+        source = self.sources[which[0]] if run else None
+        if source is not None and source["key"].dtype == np.dtype(self.dtype):
+            lo, hi = int(rows[0]), int(rows[-1]) + 1
+            offsets = np.asarray(source["step_offsets"])
+            first, last = int(offsets[lo]), int(offsets[hi])
+            stacked = {"key": source["key"][lo:hi], "plan": source["plan"][lo:hi], "observation": source["observation"][first:last],
+                       "reasoning": source["reasoning"][first:last], "step_offsets": offsets[lo:hi + 1] - first}
+        else:
+            stacked = gather(self.sources, which, rows, np.dtype(self.dtype), self.dim)
         return {**stacked, "vector_row": vector_row}
 
     def meta(self) -> dict[str, object]:

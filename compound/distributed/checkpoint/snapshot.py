@@ -122,19 +122,17 @@ def plan(state: CuratorState, calls: int = 0) -> Plan:
         found.append([known.find(t, need) for t, need in zip(trajectories, needs)])
     live = Counter(name for name, _ in {where for rows in found for where in rows if where is not None})
     dropped = to_rewrite({name: int(meta["rows"]) for name, meta in known.segments.items()}, live)  # type: ignore[call-overload]
-    new: dict[str, tuple[list[Trajectory], list[int], list[int]]] = {}  # segment dtype -> rows: trajectory, store, stack row
+    new: dict[int, tuple[str, list[Trajectory], list[int], list[int]]] = {}  # per store: name, trajectories, store, stack row
     placed: dict[tuple[int, str | None], tuple[str, int]] = {}
-    names = {dtype: segment_name(calls) for dtype in ("float32", "float16")}
     rows, out = RowIndex(), []
     for trial, ((meta, trajectories, needs, stacked), where) in enumerate(zip(held, found)):
         refs = []
         for t, need, at, row in zip(trajectories, needs, where, stacked):
             if at is None or at[0] in dropped:
                 at = placed.get((id(t), need))
-                if at is None:
-                    group = need or "float32"  # a row without vectors goes with the float32 ones
-                    ts, which, at_row = new.setdefault(group, ([], [], []))
-                    at = placed[(id(t), need)] = (names[group], len(ts))
+                if at is None:  # one segment per store: its rows run along the store's buffers (``Segment.arrays``)
+                    name, ts, which, at_row = new.setdefault(trial, (segment_name(calls), [], [], []))
+                    at = placed[(id(t), need)] = (name, len(ts))
                     ts.append(t)
                     which.append(trial if need else -1)
                     at_row.append(row)
@@ -148,8 +146,8 @@ def plan(state: CuratorState, calls: int = 0) -> Plan:
                   "row": np.array([row for _, row in refs], np.int64)}
         out.append(Op("store", {**meta, "log": state.logs[trial].state(), "segments": used}, arrays=arrays))
     dim = next((int(s["key"].shape[1]) for s in sources if s["key"].ndim == 2), 0)
-    segments = [Segment(names[dtype], tuple(ts), sources, np.array(which, np.int64), np.array(at_row, np.int64), dtype, dim)
-                for dtype, (ts, which, at_row) in new.items()]
+    segments = [Segment(name, tuple(ts), sources, np.array(which, np.int64), np.array(at_row, np.int64),
+                        str(state.stores[trial].vector_dtype), dim) for trial, (name, ts, which, at_row) in new.items()]
     named = {where[0] for _, where in rows.rows.values()}
     keep = {name: meta for name, meta in known.segments.items() if name in named}
     rows.segments = {**keep, **{s.name: s.meta() for s in segments}}

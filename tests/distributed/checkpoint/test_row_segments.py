@@ -221,3 +221,22 @@ def test_segments_on_an_s3_compatible_server(traj, tfidf, tmp_path):
         assert_same(state.stores, again.stores)
         listed = {i.base_name.split(".")[0] for i in log.fs.get_file_info(pafs.FileSelector(f"{log.root}/segments"))}
         assert listed == set(state.rows.segments) and not listed & first
+
+
+def test_a_store_s_new_rows_are_written_from_its_buffers_without_a_copy(traj, tfidf):
+    """The rows appended since the last snapshot run along the store's buffers: the segment's arrays are views of them,
+    equal to what gathering them row by row gives."""
+    from compound.distributed.checkpoint.segments import gather
+
+    state = new_state(tfidf)
+    push(state, traj, tfidf, 0, [f"a{i}" for i in range(4)])
+    first = plan(state)
+    state.rows = first.rows
+    push(state, traj, tfidf, 0, [f"b{i}" for i in range(3)])
+    (segment,) = plan(state).segments
+    views, buffers = segment.arrays(), state.stores[0].snapshot().embeddings
+    assert np.shares_memory(views["key"], buffers["key"]) and np.shares_memory(views["observation"], buffers["observation"])
+    copied = gather(segment.sources, segment.which, segment.rows, np.dtype(segment.dtype), segment.dim)
+    for name, array in copied.items():
+        assert np.array_equal(views[name], array), name
+    assert list(segment.rows) == [4, 5, 6] and [t.id for t in segment.trajectories] == [f"toy-b{i}-t0-a0" for i in range(3)]
