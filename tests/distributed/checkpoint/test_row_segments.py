@@ -240,3 +240,17 @@ def test_a_store_s_new_rows_are_written_from_its_buffers_without_a_copy(traj, tf
     for name, array in copied.items():
         assert np.array_equal(views[name], array), name
     assert list(segment.rows) == [4, 5, 6] and [t.id for t in segment.trajectories] == [f"toy-b{i}-t0-a0" for i in range(3)]
+
+
+def test_a_snapshot_is_the_state_when_it_was_planned_not_when_it_is_written(tmp_path, traj, tfidf):
+    """The writer encodes a plan on its own thread while calls go on changing the stores: nothing it holds may follow them
+    (a count that did would be counted again by the replay of the calls after the snapshot)."""
+    log, state = OpLog(str(tmp_path), run="r"), new_state(tfidf)
+    push(state, traj, tfidf, 0, [f"a{i}" for i in range(3)])
+    log.append(Op("take_collapsed", {}))
+    planned = plan(state, calls=log.next)
+    stats = [s.stats() for s in state.stores]
+    push(state, traj, tfidf, 0, ["b0", "b1"])  # calls applied while the snapshot is being written
+    state.stores[0].evict(["toy-a0-t0-a0"])
+    log.write_snapshot(planned.parts, planned.segments, planned.keep)
+    assert [s.stats() for s in restored(tmp_path, tfidf).stores] == stats
