@@ -85,10 +85,12 @@ class Count:
 '''
 
 
-def config(folder: Path, episodes: int, trials: int, workers: int, per_worker: int, max_store: int) -> Path:
+def config(folder: Path, episodes: int, trials: int, workers: int, per_worker: int, max_store: int,
+           snapshot_every: int | None = None) -> Path:
     """A run of ``episodes`` episodes (training over ``trials`` trials, plus 100 held-out) on bench/count."""
     (folder / "scale_env.py").write_text(ENV)
     train = max(trials, (episodes - 100) // trials)
+    snapshots = "" if snapshot_every is None else f", checkpoint_snapshot_every: {snapshot_every}"
     segment = max(20, train // 20)
     text = f"""
         name: scale
@@ -99,7 +101,7 @@ def config(folder: Path, episodes: int, trials: int, workers: int, per_worker: i
         curation: {{embedder: tfidf, trials: {trials}, segment_first: {segment}, segment_growth: 1.0, max_store: {max_store},
                    selection: {"paper" if trials > 1 else "none"}}}
         eval: {{baseline: true, with_store: false}}
-        distributed: {{workers: {workers}, episodes_per_worker: {per_worker}, num_cpus: 2, dashboard: false}}
+        distributed: {{workers: {workers}, episodes_per_worker: {per_worker}, num_cpus: 2, dashboard: false{snapshots}}}
     """
     path = folder / "scale.yaml"
     path.write_text(textwrap.dedent(text))
@@ -195,8 +197,11 @@ def watch(args: list[str], *, kill_at_rows: int | None = None, run_dir: Path | N
     curator_written: dict[int, int] = {}
     killed = False
     versions: dict[tuple[str, int], int] = {}
+    manifests: set[str] = set()  # the curator's snapshots seen (snapshots/<calls>.json)
     while driver.poll() is None:
         _observe(run_dir, versions)
+        if run_dir is not None:
+            manifests.update(p.name for p in (run_dir / "curator").glob("*/snapshots/*.json"))  # curator/<run>/snapshots
         peak["driver"] = max(peak["driver"], _status(driver.pid, "VmHWM"))
         written["driver"] = max(written["driver"], _written(driver.pid))
         for pid in _curators(driver.pid):
@@ -214,16 +219,19 @@ def watch(args: list[str], *, kill_at_rows: int | None = None, run_dir: Path | N
     if not killed and code != 0:
         raise RuntimeError(f"compound {' '.join(args)} exited {code}: {err[-3000:]}")
     written["curator"] = sum(curator_written.values())
-    return {"wall_s": round(time.perf_counter() - started, 2), "peak_rss_bytes": peak, "written_bytes": written, "killed": killed}
+    return {"wall_s": round(time.perf_counter() - started, 2), "peak_rss_bytes": peak, "written_bytes": written, "killed": killed,
+            "snapshots_seen": len(manifests)}
 
 
 def one(size: int, trials: int, folder: Path, args: argparse.Namespace) -> dict:
-    cfg = config(folder, size, trials, args.workers, args.per_worker, args.max_store)
+    cfg = config(folder, size, trials, args.workers, args.per_worker, args.max_store, args.snapshot_every)
     run_dir = folder / f"run-{size}-{trials}"
     result = watch(["--config", str(cfg), "--out", str(run_dir)], run_dir=run_dir)
     rows = _rows(run_dir)
     checkpoint = _size(run_dir / "curator") if (run_dir / "curator").is_dir() else 0
-    out = {"episodes": rows, "trials": trials, **result, "final_bytes": {"run_dir": _size(run_dir) - checkpoint, "checkpoint": checkpoint},
+    segments = sum(_size(folder) for folder in (run_dir / "curator").glob("*/segments"))
+    out = {"episodes": rows, "trials": trials, **result,
+           "final_bytes": {"run_dir": _size(run_dir) - checkpoint, "checkpoint": checkpoint, "checkpoint_segments": segments},
            "trajectory_bytes": _size(run_dir / "trajectories.parquet") if (run_dir / "trajectories.parquet").is_dir()
            else (run_dir / "trajectories.parquet").stat().st_size}
     final = out["final_bytes"]
@@ -231,7 +239,7 @@ def one(size: int, trials: int, folder: Path, args: argparse.Namespace) -> dict:
     out["written_over_final"] = {  # the run directory's files as they were written; the curator's process writes the checkpoint
         "run_dir": round(written["run_dir"] / max(final["run_dir"], 1), 3),
         "checkpoint": round(written["curator"] / max(final["checkpoint"], 1), 3),
-        "all": round((written["run_dir"] + written["curator"]) / max(sum(final.values()), 1), 3)}
+        "all": round((written["run_dir"] + written["curator"]) / max(final["run_dir"] + final["checkpoint"], 1), 3)}
     out["episodes_per_s"] = round(rows / result["wall_s"], 1)
     shutil.rmtree(run_dir, ignore_errors=True)
     if args.resume:
@@ -256,6 +264,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--per-worker", type=int, default=64)
     p.add_argument("--max-store", type=int, default=2000)
+    p.add_argument("--snapshot-every", type=int, default=None,
+                   help="distributed.checkpoint_snapshot_every (default: the config's; a call is a batch of pushes)")
     p.add_argument("--resume", action="store_true", help="also kill a run at 90%% and time --resume")
     p.add_argument("--ingest", action="store_true", help="also curator durable ingest, local disk and S3 (moto)")
     p.add_argument("--ingest-n", type=int, default=50_000)
@@ -278,7 +288,8 @@ def main(argv: list[str] | None = None) -> dict:
                 print(f"{r['episodes']:>8} episodes, {trials} trial(s): {r['wall_s']:8.1f} s ({r['episodes_per_s']}/s); peak RSS driver "
                       f"{gib(r['peak_rss_bytes']['driver'])} GiB, curator {gib(r['peak_rss_bytes']['curator'])} GiB; written "
                       f"{(r['written_bytes']['run_dir'] + r['written_bytes']['curator']) / 2**20:.0f} MiB = {r['written_over_final']['all']} x the final files "
-                      f"(run directory {r['written_over_final']['run_dir']} x, checkpoint {r['written_over_final']['checkpoint']} x)"
+                      f"(run directory {r['written_over_final']['run_dir']} x, checkpoint {r['written_over_final']['checkpoint']} x, "
+                      f"{r['snapshots_seen']} snapshots)"
                       + (f"; resume after a kill at 90%: {r['resume']['wall_s']} s" if "resume" in r else ""), flush=True)
     if args.ingest:
         import ray

@@ -187,7 +187,8 @@ class DistributedConfig(_Section):
     checkpoint_snapshot_every: int | None = Field(
         10_000, ge=1,
         description="Every this many accepted calls (or a quarter of the trajectories the curator holds, if more: a snapshot "
-        "rewrites them all) the curator writes its whole state as a snapshot and drops the calls it covers, so a restarted "
+        "names every row it holds) the curator writes a snapshot (the rows no earlier snapshot wrote, once, plus a manifest "
+        "naming the rest) and drops the calls it covers, so a restarted "
         "curator loads the snapshot and replays only the calls after it instead of every call of the run "
         "(restart times: docs/fault-tolerance.md). null = never (replay everything).",
     )

@@ -34,7 +34,10 @@ calls still run one at a time on its event loop). Every ``snapshot_every``
 calls (or a quarter of the attempts held, if more:
 ``curator_snapshot.snapshot_due``) the whole state is written as a snapshot
 (``compound.distributed.checkpoint.snapshot``), on a thread of its own, and
-the calls it covers are dropped. Ray restarts a killed curator with the same constructor
+the calls it covers are dropped; a snapshot writes only the stores' rows no
+earlier one wrote (row segments, ``checkpoint.segments``) and names the
+rest, so the checkpoint's bytes written stay proportional to the rows
+pushed, not to (snapshots x rows held). Ray restarts a killed curator with the same constructor
 arguments, and ``__init__`` loads the snapshot and replays the calls after
 it, which rebuilds the same stores, logs, utilities and dedup state. Callers retry until acknowledged,
 and nothing is applied twice: a push of a result the curator already holds
@@ -63,6 +66,7 @@ from compound.curation.store import (
 )
 from compound.distributed.checkpoint import CuratorState, Op, OpLog, snapshot as curator_snapshot
 from compound.distributed.checkpoint.committer import Committer
+from compound.distributed.checkpoint.segments import RowIndex
 from compound.curation.errors import CurationError
 from compound.curation.segment_pass import segment_pass
 from compound.curation.utility import OnlineUtility
@@ -136,6 +140,7 @@ class Curator:
         self.oplog = OpLog(checkpoint, run) if checkpoint else None
         self.snapshot_every = snapshot_every
         self.replayed = 0
+        self.rows = RowIndex()  # where the latest snapshot's rows are written (checkpoint.segments)
         if self.oplog is not None:  # a restart: Ray called __init__ again with the same arguments
             snapshot = self.oplog.snapshot()
             if snapshot is not None:
@@ -150,11 +155,17 @@ class Curator:
     # -- the checkpoint ------------------------------------------------------
     def _state(self) -> CuratorState:
         return CuratorState(self.stores, self.logs, self.utility, self.dedup, self.last, self.collapsed, self.fixed_ids,
-                            self.results, self.stale)
+                            self.results, self.stale, self.rows)
 
     def _set_state(self, state: CuratorState) -> None:
         self.stores, self.logs, self.utility, self.dedup, self.last = state.stores, state.logs, state.utility, state.dedup, state.last
         self.collapsed, self.fixed_ids, self.results, self.stale = state.collapsed, state.fixed_ids, state.results, state.stale
+        self.rows = state.rows
+
+    def _published(self, plan: curator_snapshot.Plan) -> None:
+        """A snapshot's manifest is written (on the snapshot's thread): the next one names the rows it wrote. No snapshot
+        is planned before this one's thread has ended, so the index is never read while it changes."""
+        self.rows = plan.rows
 
     def _apply(self, op: Op) -> Any:
         """Apply one accepted call (live, after it is checked; or replayed from the checkpoint)."""
@@ -197,8 +208,10 @@ class Curator:
         if self.committer is not None:
             waits = [self.committer.commit(op)]
             self.since_snapshot += 1
-            if curator_snapshot.snapshot_due(self.since_snapshot, sum(map(len, self.stores)), self.snapshot_every):
-                written = self.committer.snapshot(curator_snapshot.parts(self._state()))
+            if (curator_snapshot.snapshot_due(self.since_snapshot, sum(map(len, self.stores)), self.snapshot_every)
+                    and not self.committer.busy()):
+                plan = curator_snapshot.plan(self._state(), self.committer.accepted)
+                written = self.committer.snapshot(plan.parts, plan.segments, plan.keep, published=lambda: self._published(plan))
                 if written is not None:
                     self.since_snapshot = 0
                     waits.append(written)

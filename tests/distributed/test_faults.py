@@ -152,7 +152,7 @@ def test_a_killed_engine_s_episodes_are_retried_and_end_as_without_the_kill(ray_
     assert sorted((t.attempt_key, t.success, t.id) for t in killed) == sorted((t.attempt_key, t.success, t.id) for t in clean)
 
 
-def run_killing(tmp_path, pid_of, after, *, kill: bool, kill_after: int = 1):
+def run_killing(tmp_path, pid_of, after, *, kill: bool, kill_after: int = 1, snapshot_every: int = 10_000):
     """A scripted run of 10 coin tasks; with ``kill``, SIGKILL the process ``pid_of(run)`` once ``kill_after`` results are in.
 
     Returns the specs, the results and ``after(run, victim_pid)`` (asked before the run's actors are released).
@@ -165,7 +165,8 @@ def run_killing(tmp_path, pid_of, after, *, kill: bool, kill_after: int = 1):
     from compound.tasks import load_tasks
     from tests.distributed.test_run import scripted_config
 
-    cfg = scripted_config(env={"train_tasks": 10}, distributed={"workers": 2, "episodes_per_worker": 2})
+    cfg = scripted_config(env={"train_tasks": 10}, distributed={"workers": 2, "episodes_per_worker": 2,
+                                                                "checkpoint_snapshot_every": snapshot_every})
     tasks, _ = load_tasks(cfg)
     specs = [make_spec(0, TRAIN, 0, task) for task in tasks]
     run = Run(cfg, tmp_path / ("killed" if kill else "uninterrupted"), progress=False)
@@ -251,14 +252,16 @@ def test_kill_9_of_the_driver_then_resume_ends_as_an_uninterrupted_run(tmp_path)
     assert "resumed 20" in (killed / "summary.md").read_text()
 
 
-def test_a_killed_curator_restarts_from_its_checkpoint_and_the_run_goes_on(ray_session, tmp_path):
+@pytest.mark.parametrize("snapshot_every", [10_000, 1], ids=["replay", "snapshots"])
+def test_a_killed_curator_restarts_from_its_checkpoint_and_the_run_goes_on(ray_session, tmp_path, snapshot_every):
     """SIGKILL the curator's process mid-segment: Ray restarts it, it replays its checkpoint, nothing is lost or doubled.
 
     Workers' pushes that met the dead curator are retried until acknowledged
     (a push it already holds is acknowledged, not applied again), so the
     restarted curator holds exactly one result per attempt key, and its store
     equals an uninterrupted run's (the scripted double's outcomes depend on
-    seeds alone).
+    seeds alone). With a snapshot due after every call, the restart loads
+    the latest incremental snapshot (rows in segments) and replays the rest.
     """
     def pid(run):
         return run.ask_curator("pid")
@@ -267,10 +270,15 @@ def test_a_killed_curator_restarts_from_its_checkpoint_and_the_run_goes_on(ray_s
         store = sorted(t.id for t in run.ask_curator("snapshots")[0].trajectories)
         return run.ask_curator("stats")[0], store, pid(run) != victim, run.ask_curator("checkpoint_info")
 
-    _, _, (clean_stats, clean_store, _, _) = run_killing(tmp_path, pid, after, kill=False)
-    specs, results, (stats, store, restarted, info) = run_killing(tmp_path, pid, after, kill=True, kill_after=3)
+    _, _, (clean_stats, clean_store, _, _) = run_killing(tmp_path, pid, after, kill=False, snapshot_every=snapshot_every)
+    specs, results, (stats, store, restarted, info) = run_killing(tmp_path, pid, after, kill=True, kill_after=3,
+                                                                  snapshot_every=snapshot_every)
     keys = [t.attempt_key for t in results]
     assert len(keys) == len(set(keys)) and sorted(keys) == sorted(s.key for s in specs), "lost or duplicated episodes"
-    assert restarted and info["replayed"] >= 2, "the curator came back in a new process and replayed what it had accepted"
+    assert restarted, "the curator came back in a new process"
+    if snapshot_every == 1:
+        assert info["snapshot"] >= 1, "snapshots were written (a restart loads the latest and replays the calls after it)"
+    else:
+        assert info["replayed"] >= 2, "the restarted curator replayed what it had accepted"
     assert stats["attempts"] == len(specs), "exactly one result per attempt key, none lost in the crash"
     assert store == clean_store and stats["retrievable"] == clean_stats["retrievable"]

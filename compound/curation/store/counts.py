@@ -69,8 +69,9 @@ class AttemptCounts:
         return copy.deepcopy(self)
 
     def state(self) -> dict[str, Any]:
-        return {"steps": self.steps, "by_category": self.by_category, "tasks": sorted(self.tasks), "solved": sorted(self.solved),
-                "window": [[list(k), ok, c, n] for k, (ok, c, n) in self.window.items()]}
+        """The counts as JSON, copied: a snapshot encodes them on another thread while attempts go on arriving."""
+        return {"steps": self.steps, "by_category": {c: list(n) for c, n in self.by_category.items()}, "tasks": sorted(self.tasks),
+                "solved": sorted(self.solved), "window": [[list(k), ok, c, n] for k, (ok, c, n) in self.window.items()]}
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> "AttemptCounts":

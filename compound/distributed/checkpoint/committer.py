@@ -10,19 +10,21 @@ calls and the cost of a write (a local rename, an object-store upload) is
 paid once for all of them.
 
 A snapshot (``snapshot``) is written by a second thread while calls go on
-being applied, written and acknowledged: its parts first, then, once every
-call before it is in a record, its manifest, which makes it the one a
-restart loads. One snapshot at a time; ``snapshot`` returns ``None`` while
-one is being written.
+being applied, written and acknowledged: its new row segments and parts
+first, then, once every call before it is in a record, its manifest, which
+makes it the one a restart loads (``published`` is called then, before
+anything older is deleted). One snapshot at a time; ``snapshot`` returns
+``None`` while one is being written.
 """
 
 from __future__ import annotations
 
 import threading
 from concurrent.futures import Future
-from typing import Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from compound.distributed.checkpoint.op_log import Op, OpLog
+from compound.distributed.checkpoint.segments import Segment
 
 
 class Committer:
@@ -74,24 +76,32 @@ class Committer:
             for _, done in batch:
                 done.set_result(None)
 
-    def snapshot(self, parts: Sequence[Op]) -> Future | None:
-        """Write ``parts`` (the state after every call committed so far) as a snapshot, on its own thread; ``None`` if one is being written."""
-        if self._snapshot is not None and self._snapshot.is_alive():
+    def snapshot(self, parts: Sequence[Op], segments: Sequence[Segment] = (), keep: Mapping[str, Any] | None = None,
+                 published: Callable[[], None] | None = None) -> Future | None:
+        """Write ``parts`` (the state after every call committed so far) and the new ``segments`` as a snapshot that also names
+        the older segments in ``keep``, on its own thread; ``None`` if one is being written. ``published`` runs once its
+        manifest is written (the snapshot exists), before older files are deleted."""
+        if self.busy():
             return None
         with self._cv:
             seq, done = self.accepted, Future()
             self._cuts.add(seq)
-        self._snapshot = threading.Thread(target=self._write_snapshot, args=(list(parts), seq, done), name="curator-snapshot", daemon=True)
+        self._snapshot = threading.Thread(target=self._write_snapshot, args=(list(parts), list(segments), dict(keep or {}), published,
+                                                                             seq, done), name="curator-snapshot", daemon=True)
         self._snapshot.start()
         return done
 
-    def _write_snapshot(self, parts: list[Op], seq: int, done: Future) -> None:
+    def _write_snapshot(self, parts: list[Op], segments: list[Segment], keep: dict[str, Any], published: Callable[[], None] | None,
+                        seq: int, done: Future) -> None:
         try:
-            encoded = self.oplog.write_snapshot_parts(parts, seq)
+            manifest = self.oplog.write_snapshot_parts(parts, seq, segments, keep)
             with self._cv:  # the manifest only once every call it covers is in a record (the calls after it keep going)
                 while self.oplog.next < seq:
                     self._cv.wait()
-            self.oplog.publish_snapshot(encoded, seq)
+            self.oplog.write_manifest(manifest, seq)
+            if published is not None:
+                published()
+            self.oplog.drop_older(manifest, seq)
         except BaseException as exc:  # a failed snapshot leaves the previous one and the records: nothing is lost
             done.set_exception(exc)
             return

@@ -14,16 +14,22 @@ is uploaded under its name once (an upload appears whole or not at all), so
 a crash mid-write leaves no half record under a final name.
 
 Replaying costs ~0.8 ms per call (~80 s after 100k episodes), so the
-curator also writes its whole state now and then (``write_snapshot``): parts
-in the same Arrow format under ``snapshots/<seq>/`` (a part's stacked
-vectors beside it as ``<part>.arrays.arrow``, raw bytes, one row per
-array, so a million rows load as one buffer), then the manifest
-``snapshots/<seq>.json`` naming them, last, so a snapshot without its
-manifest does not exist. ``<seq>`` is the number of calls it covers; once
-the manifest is in place the calls before it and older snapshots are
-deleted, and a restart loads the snapshot and replays only the calls after
-it. Calls left over from a crash between the manifest and the deletion are
-skipped (and deleted at the next snapshot).
+curator also writes a snapshot of its state now and then (``write_snapshot``): the
+stores' rows that no earlier snapshot wrote, as row segments
+``segments/<name>.arrow`` (snapshots write each row once: ``checkpoint.segments``),
+and small parts in the same Arrow format under ``snapshots/<seq>/`` (a
+part's stacked arrays beside it as ``<part>.arrays.arrow``, raw bytes, one
+row per array, so a million rows load as one buffer), then the manifest
+``snapshots/<seq>.json`` naming the parts and every segment they need, last
+and in one write, so a snapshot without its manifest does not exist.
+``<seq>`` is the number of calls it covers; once the manifest is in place
+the calls before it, older snapshots and segments it does not name are
+deleted, and a restart loads the newest manifest and replays only the
+calls after it. A crash between any two writes leaves the previous manifest
+with every file it names: segments written for a snapshot whose manifest
+never came are deleted by the next one, and calls left over from a crash
+between the manifest and the deletion are skipped (and deleted at the next
+snapshot).
 
 Trajectories travel as rows of the trajectory schema, vectors as list
 columns over one flat array per field: no pickle, so a checkpoint in
@@ -45,6 +51,7 @@ import pyarrow.fs as pafs
 from compound.curation.errors import CurationError
 from compound.curation.store import TrajectoryVectors
 from compound.distributed.checkpoint import location
+from compound.distributed.checkpoint.segments import Segment, valid_name
 from compound.types import Trajectory
 from compound.trajectory_arrow import TRAJECTORY_SCHEMA, from_arrow, to_arrow
 
@@ -267,12 +274,20 @@ class OpLog:
                 yield op
                 expected += 1
 
-    def write_snapshot(self, parts: Sequence[Op]) -> None:
-        """Write ``parts`` (the whole state after the ``next`` calls so far) as the snapshot, then drop what it replaces."""
-        self.publish_snapshot(self.write_snapshot_parts(parts, self.next), self.next)
+    def write_snapshot(self, parts: Sequence[Op], segments: Sequence[Segment] = (), keep: Mapping[str, Any] | None = None) -> None:
+        """Write ``parts`` (the whole state after the ``next`` calls so far) and new ``segments`` as the snapshot, naming also
+        the older segments in ``keep``; then drop what it replaces."""
+        self.publish_snapshot(self.write_snapshot_parts(parts, self.next, segments, keep), self.next)
 
-    def write_snapshot_parts(self, parts: Sequence[Op], seq: int) -> dict[str, Any]:
-        """Write a snapshot's parts under ``snapshots/<seq>/`` (not yet the one a restart loads); returns its manifest."""
+    def write_snapshot_parts(self, parts: Sequence[Op], seq: int, segments: Sequence[Segment] = (),
+                             keep: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Write the new ``segments`` under ``segments/`` and a snapshot's parts under ``snapshots/<seq>/`` (not yet the
+        one a restart loads); returns its manifest, which names the parts and every segment it needs (``keep`` and the new)."""
+        for segment in segments:
+            path = f"{self.root}/segments/{segment.name}"
+            self.fs.create_dir(f"{self.root}/segments", recursive=True)
+            self._write(f"{path}.arrow", encode([Op("segment", {"name": segment.name}, segment.trajectories)], self.run))
+            self._write(f"{path}.arrays.arrow", encode_arrays(segment.arrays(), self.run))
         folder = f"{self.root}/snapshots/{seq:09d}"
         self.fs.create_dir(folder, recursive=True)
         names = [f"{i:05d}.arrow" for i in range(len(parts))]
@@ -280,12 +295,22 @@ class OpLog:
             self._write(f"{folder}/{name}", encode([part], self.run))
             if part.arrays:
                 self._write(f"{folder}/{name[:-6]}.arrays.arrow", encode_arrays(part.arrays, self.run))
-        return {"run": self.run, "calls": seq, "parts": names, "arrays": [bool(p.arrays) for p in parts]}
+        return {"run": self.run, "calls": seq, "parts": names, "arrays": [bool(p.arrays) for p in parts],
+                "segments": {**dict(keep or {}), **{s.name: s.meta() for s in segments}}}
 
     def publish_snapshot(self, manifest: dict[str, Any], seq: int) -> None:
-        """Write the manifest (the snapshot now exists), then delete the calls it covers and older snapshots."""
+        """Write the manifest (the snapshot now exists), then delete what it replaces (``drop_older``)."""
+        self.write_manifest(manifest, seq)
+        self.drop_older(manifest, seq)
+
+    def write_manifest(self, manifest: dict[str, Any], seq: int) -> None:
+        """The manifest ``snapshots/<seq>.json``, last and in one write: from now on a restart loads this snapshot."""
         self._write(f"{self.root}/snapshots/{seq:09d}.json", json.dumps(manifest).encode())
         self.base = seq
+
+    def drop_older(self, manifest: dict[str, Any], seq: int) -> None:
+        """Delete the calls the snapshot ``seq`` covers, older snapshots, and segments its ``manifest`` does not name
+        (those of older snapshots, and any a crash left before its manifest)."""
         for name in self._files(self.root, ".arrow"):  # calls the snapshot covers, and any leftovers
             if name[:-6].isdigit() and int(name[:-6]) < seq:
                 self.fs.delete_file(f"{self.root}/{name}")
@@ -293,9 +318,14 @@ class OpLog:
             stem = info.base_name.split(".")[0]
             if stem.isdigit() and int(stem) < seq:
                 (self.fs.delete_dir if info.type == pafs.FileType.Directory else self.fs.delete_file)(info.path)
+        named = set(manifest.get("segments", {}))
+        for name in self._files(f"{self.root}/segments", ".arrow"):
+            if name.split(".", 1)[0] not in named:
+                self.fs.delete_file(f"{self.root}/segments/{name}")
 
     def snapshot(self) -> list[Op] | None:
-        """The latest snapshot's parts (``None`` when there is none); a damaged or foreign one is refused, naming it."""
+        """The latest snapshot's parts, then one ``segment`` op per segment it names (its rows, and its stacked vectors as
+        arrays); ``None`` when there is none. A damaged or foreign one is refused, naming it."""
         if not self.base:
             return None
         where = f"{self.uri}/snapshots/{self.base:09d}.json"
@@ -304,7 +334,11 @@ class OpLog:
             owner, calls, names, with_arrays = manifest["run"], manifest["calls"], list(manifest["parts"]), list(manifest["arrays"])
             if not all(isinstance(n, str) and n[:-6].isdigit() and n.endswith(".arrow") and "/" not in n for n in names):
                 raise ValueError("a part name that is not <number>.arrow")
-        except (ValueError, KeyError, TypeError) as exc:
+            segments = dict(manifest.get("segments", {}))  # none in a checkpoint written without segments
+            if not all(valid_name(n) and isinstance(m, dict) and isinstance(m.get("rows"), int)
+                       and m.get("dtype") in ("float16", "float32") for n, m in segments.items()):
+                raise ValueError("a segment that is not <calls>-<tag> with its rows and dtype")
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise _damaged(where, exc) from None
         _check_owner(owner, self.run, where)
         if calls != self.base or len(with_arrays) != len(names):
@@ -319,6 +353,15 @@ class OpLog:
                 op = Op(op.name, op.args, op.trajectories, op.vectors,
                         decode_arrays(self._read(f"{self.root}/{path}", f"{self.uri}/{path}"), self.run, f"{self.uri}/{path}"))
             out.append(op)
+        for name, meta in segments.items():
+            path = f"segments/{name}"
+            (op,) = decode(self._read(f"{self.root}/{path}.arrow", f"{self.uri}/{path}.arrow"), self.run, f"{self.uri}/{path}.arrow")
+            arrays = decode_arrays(self._read(f"{self.root}/{path}.arrays.arrow", f"{self.uri}/{path}.arrays.arrow"), self.run,
+                                   f"{self.uri}/{path}.arrays.arrow")
+            if len(op.trajectories) != meta["rows"] or len(arrays.get("vector_row", ())) != meta["rows"]:
+                raise _damaged(f"{self.uri}/{path}.arrow",
+                               ValueError(f"it holds {len(op.trajectories)} rows, the manifest says {meta['rows']}"))
+            out.append(Op("segment", {"name": name, **meta}, op.trajectories, arrays=arrays))
         return out
 
     def clear(self) -> None:

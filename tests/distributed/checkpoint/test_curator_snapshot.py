@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from compound.curation.store.chunk_log import StoreLog
-from compound.distributed.checkpoint.snapshot import CuratorState, parts, restore
+from compound.distributed.checkpoint.snapshot import CuratorState, plan, restore
 from compound.curation.errors import CurationError
 from compound.curation.store.insert_dedup import InsertDedup
 from compound.distributed.checkpoint.op_log import Op, OpLog
@@ -55,7 +55,8 @@ def state(traj, tfidf) -> CuratorState:
 def test_a_snapshot_read_back_is_the_same_state(state, traj, tfidf, tmp_path) -> None:
     log = OpLog(str(tmp_path), run="r")
     log.append(Op("take_collapsed", {}))
-    log.write_snapshot(parts(state))
+    p = plan(state, calls=1)
+    log.write_snapshot(p.parts, p.segments, p.keep)
     got = restore(OpLog(str(tmp_path), run="r").snapshot(), tfidf, put=lambda chunk: chunk)
     for before, after in zip(state.stores, got.stores):
         (meta, trajectories, _), (meta2, trajectories2, _) = before.state(), after.state()
@@ -82,4 +83,4 @@ def test_a_snapshot_read_back_is_the_same_state(state, traj, tfidf, tmp_path) ->
 
 def test_a_snapshot_missing_a_part_is_refused(state, tfidf) -> None:
     with pytest.raises(CurationError, match="expected store, last and state"):
-        restore([p for p in parts(state) if p.name != "last"], tfidf, put=lambda chunk: chunk)
+        restore([p for p in plan(state).parts if p.name != "last"], tfidf, put=lambda chunk: chunk)
