@@ -42,7 +42,7 @@ from compound.config import RunConfig, dump_config
 from compound.curation.policies import final_choice, success_rate
 from compound.curation.store import canonical_order
 from compound.distributed.checkpoint import location
-from compound.distributed.curator import CuratorRetry
+from compound.distributed.curator_retry import CuratorRetry
 from compound.distributed.naming import actor_prefix, attempt_name
 from compound.distributed.engines import engine_totals
 from compound.distributed.episodes import EVAL_NONE, EVAL_STORE, EVAL_TRIAL, TRAIN, EpisodeSpec, make_spec

@@ -50,7 +50,7 @@ from compound.config import RunConfig
 from compound.curation.retrieval import FlexRetriever, NoExamples, Retriever, make_embedder, make_retriever
 from compound.curation.store import Chunk, embed_trajectories
 from compound.curation.trial_params import episode_settings
-from compound.distributed.curator import CuratorRetry
+from compound.distributed.curator_retry import CuratorRetry
 from compound.distributed.engines import engine_kwargs
 from compound.distributed.remote_llm import RemoteLLM
 from compound.distributed.episodes import EVAL_NONE, EpisodeError, EpisodeSpec, failed_attempt

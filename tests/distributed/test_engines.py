@@ -6,8 +6,9 @@ import os
 
 import pytest
 
-from compound.distributed import engines
-from compound.distributed.engines import EngineHost, vllm_placement
+from compound.distributed import engine_resources, engines
+from compound.distributed.engine_resources import vllm_placement
+from compound.distributed.engines import EngineHost
 from compound.llm.base import Completion, EngineDead, EngineFailed
 
 HI = [{"role": "user", "content": "hi"}]
@@ -61,6 +62,7 @@ def test_tensor_parallel_engines_leave_the_gpus_to_vllm_s_workers(monkeypatch):
     bundles, options = vllm_placement(4)
     assert bundles == [{"GPU": 1}] * 4 and options == {"num_gpus": 0, "num_cpus": 0}
     assert doctest.testmod(engines).failed == 0
+    assert doctest.testmod(engine_resources).attempted > 0 and doctest.testmod(engine_resources).failed == 0
 
 
 def test_a_tensor_parallel_engine_lets_vllm_choose_the_visible_gpus(monkeypatch):
