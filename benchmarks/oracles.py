@@ -37,6 +37,7 @@ from typing import Any
 from compound.envs.base import EnvError
 from compound.oracles.play import CaseResult
 from compound.oracles.suites import SUITES, OracleRunner, units
+from compound.runs import machine as this_machine
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -90,13 +91,8 @@ def table(rows: list[SuiteRow]) -> str:
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                   if ln.startswith("model name"))  # fmt: skip
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    """This machine in one phrase, for the results file."""
+    return f"{this_machine(gpus=[])['cpu']}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -102,16 +102,6 @@ def summary(samples: list[dict]) -> dict:
     }
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", type=Path, help="another checkout (e.g. a worktree of main) to compare with")
@@ -122,6 +112,7 @@ def main() -> None:
     if args.worker:
         worker(args.worker, args.n)
         return
+    from compound.runs import machine as this_machine
     checkouts = {"current": HERE} | ({"baseline": args.baseline.resolve()} if args.baseline else {})
     samples = {(name, kind): [] for name in checkouts for kind in WORKLOADS}
     probes, layers = {name: [] for name in checkouts}, {}
@@ -151,7 +142,7 @@ def main() -> None:
                   f"children CPU x{ratios[kind]['children_cpu']}")
     result = {
         "date": datetime.date.today().isoformat(),
-        "machine": f"{cpu_name()}, {os.cpu_count()} cores, {platform.machine()}, Linux {platform.release()}",
+        "machine": f"{this_machine(gpus=[])['cpu']}, {os.cpu_count()} cores, {platform.machine()}, Linux {platform.release()}",
         "load_average_before_after": [round(load_before[0], 1), round(os.getloadavg()[0], 1)],
         "python": platform.python_version(),
         "rounds": args.rounds,

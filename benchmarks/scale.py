@@ -44,7 +44,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import signal
 import subprocess
@@ -273,12 +272,10 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--tmp", default=None, help="folder for the run directories (default: a temporary one)")
     p.add_argument("--out", default=None, help="results file (default: benchmarks/results/scale/scale_<label>.json)")
     args = p.parse_args(argv)
-    machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "load_1m_at_start": os.getloadavg()[0],
+    from compound.runs import machine as this_machine
+
+    machine = {"cpu": this_machine(gpus=[])["cpu"], "cores": os.cpu_count(), "load_1m_at_start": os.getloadavg()[0],
                "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)}
-    try:
-        machine["cpu"] = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     results = {"machine": machine, "args": vars(args), "runs": [], "ingest": []}
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
         for size in args.sizes:

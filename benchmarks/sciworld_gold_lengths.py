@@ -33,6 +33,7 @@ from typing import Any
 
 from compound.envs.base import SPLITS, EnvError
 from compound.envs.scienceworld.catalog import STEP_LIMITS, check_task_names, step_limit_rule
+from compound.runs import machine as this_machine
 from compound.types import Task
 
 RESULTS = Path(__file__).parent / "results"
@@ -111,13 +112,8 @@ def merge(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def machine() -> str:
-    cpu = platform.machine()
-    try:
-        cpu = next(ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                   if ln.startswith("model name"))  # fmt: skip
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {os.cpu_count()} cores (shared with other jobs), Python {platform.python_version()}"
+    """This machine in one phrase, for the results file."""
+    return f"{this_machine(gpus=[])['cpu']}, {os.cpu_count()} cores (shared with other jobs), Python {platform.python_version()}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -38,6 +38,7 @@ from compound.envs.sql.reward import has_order_by, intercode_reward
 from compound.envs.sql.verdict import decide, episode_reward
 from compound.oracles.puzzles import sql_values_query
 from compound.oracles.suites import OracleRunner
+from compound.runs import machine as this_machine
 
 RESULTS = Path(__file__).parent / "results"
 EMPTY_ANSWER = "SELECT 1 WHERE 0"
@@ -133,13 +134,8 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                   if ln.startswith("model name"))  # fmt: skip
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {os.cpu_count()} cores (shared), Python {platform.python_version()}"
+    """This machine in one phrase, for the results file."""
+    return f"{this_machine(gpus=[])['cpu']}, {os.cpu_count()} cores (shared), Python {platform.python_version()}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -74,6 +74,7 @@ from compound.distributed.engines import start_engines, stop_engines  # noqa: E4
 from compound.distributed.episodes import EVAL_NONE, TRAIN, EpisodeSpec, make_spec  # noqa: E402
 from compound.envs import make  # noqa: E402
 from compound.failures import FailureBudget  # noqa: E402
+from compound.runs import machine as this_machine  # noqa: E402
 from compound.tasks import load_tasks  # noqa: E402
 from compound.types import Task, Trajectory  # noqa: E402
 
@@ -666,7 +667,7 @@ NAMES = {"a": "orchestration", "b": "engine", "c": "routing", "d": "engine_pace"
 def save(out: Path, part: str, result: dict[str, Any], args: argparse.Namespace, load_start: tuple[float, ...]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     record = {**result, "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}, "machine": {
-        "cpu_count": os.cpu_count(), "cpu": cpu_model(), "platform": platform.platform(), "python": platform.python_version(),
+        "cpu_count": os.cpu_count(), "cpu": this_machine(gpus=[])["cpu"], "platform": platform.platform(), "python": platform.python_version(),
         "ray": ray.__version__, "date": time.strftime("%Y-%m-%d"), "load_avg_at_start": load_start, "load_avg_at_end": os.getloadavg()}}
     (out / f"{NAMES[part]}.json").write_text(json.dumps(record, indent=2))
     import matplotlib
@@ -679,16 +680,6 @@ def save(out: Path, part: str, result: dict[str, Any], args: argparse.Namespace,
     fig.tight_layout()
     fig.savefig(out / f"{NAMES[part]}.png", dpi=110)
     plt.close(fig)
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def pace_rows(text: str) -> list[tuple[int, int, int]]:
